@@ -1,0 +1,1186 @@
+//! A replica of one space: causal delivery, validation, authorization,
+//! fork detection and materialised state.
+//!
+//! # Ingest pipeline
+//!
+//! 1. Stateless checks: the entry belongs to this space, its shape is sound,
+//!    its payload matches the signed hash, its signature verifies strictly
+//!    (in batches where possible), its timestamp is not too far ahead.
+//! 2. Causal readiness: the backlink and every dependency must be applied.
+//!    Otherwise the entry waits in a bounded pending set and is retried when
+//!    what it waits for arrives.
+//! 3. Fork check: a second, different entry at an author's seq is a fork. Both
+//!    headers are kept as a proof, the author is flagged, and everything at or
+//!    after the fork, and everything that depends on it, is left out of state.
+//! 4. Admissibility: the operations are validated against the facts in the
+//!    entry's causal past (its author's role there, the records it refers to,
+//!    the sender's balance). An inadmissible entry is refused with a specific
+//!    error and never stored or forwarded. Admissibility depends only on the
+//!    causal past, so every peer decides alike.
+//! 5. Effect: strong removal. An entry by a removed member that is not in the
+//!    causal past of the removal is kept in the log (other entries may depend
+//!    on it) but has no effect, and neither has anything whose authority
+//!    came only through it. Concurrent removals are decided in (timestamp,
+//!    author, seq) order: a removal made by someone already removed by an
+//!    earlier removal, without knowing of it, has no effect.
+//!
+//! State is therefore a pure function of the set of stored entries and fork
+//! proofs; [`Replica::state_hash`] is equal on every peer that has the same set.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::entry::{validate_backlink, Entry, EntryError, Header, MAX_DEPS};
+use crate::hlc::{Clock, Timestamp};
+use crate::id::{AuthorId, EntryId, Hash, SpaceId};
+use crate::identity::{self, BatchItem, Keypair, SIGNATURE_LEN};
+use crate::op::{decode_payload, encode_payload, Op};
+use crate::state::{OpContext, OpError, Past, SpaceState, Stamp};
+use crate::vv::VersionVector;
+
+/// Tunable limits of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// Most entries waiting for their causal dependencies.
+    pub max_pending: usize,
+    /// Most bytes of entries waiting for their causal dependencies.
+    pub max_pending_bytes: usize,
+    /// How far ahead of the local wall clock an entry's timestamp may be.
+    pub max_skew_ms: u64,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 20_000,
+            max_pending_bytes: 64 * 1024 * 1024,
+            max_skew_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// Why an entry was refused. Refused entries are not stored or forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IngestError {
+    /// The entry itself is invalid (shape, payload hash, signature, space,
+    /// backlink).
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// The timestamp is too far ahead of this device's clock.
+    #[error("timestamp {ts:?} is more than {max_skew_ms} ms ahead of this device's clock ({now_ms})")]
+    FutureTimestamp {
+        /// The entry's timestamp.
+        ts: Timestamp,
+        /// This device's wall clock.
+        now_ms: u64,
+        /// Allowed skew.
+        max_skew_ms: u64,
+    },
+    /// The payload is not a list of operations.
+    #[error("malformed payload: {0}")]
+    Payload(#[source] DecodeError),
+    /// The author's member was removed in the entry's own causal past.
+    #[error("author {author:?} was removed from the space before writing this")]
+    AuthorRemoved {
+        /// The signing device.
+        author: AuthorId,
+    },
+    /// An operation is not allowed.
+    #[error("operation {index} refused: {source}")]
+    Op {
+        /// Index of the operation in the payload.
+        index: usize,
+        /// Why.
+        #[source]
+        source: OpError,
+    },
+    /// A dependency or the backlink is newer than the entry.
+    #[error("timestamp is not after the timestamps of its dependencies")]
+    TimestampBeforeDependency,
+    /// The entry's author has forked and this entry continues a fork.
+    #[error("author {author:?} forked at seq {seq}; this entry conflicts")]
+    Forked {
+        /// The forking author.
+        author: AuthorId,
+        /// The seq with two entries.
+        seq: u64,
+    },
+}
+
+/// What happened to an ingested entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored; the ids are this entry and any pending entries it released,
+    /// in the order they were applied.
+    Applied(Vec<EntryId>),
+    /// Already stored.
+    Duplicate,
+    /// Waiting for a dependency.
+    Pending,
+    /// A fork was detected: this entry conflicts with a stored one.
+    ForkDetected(AuthorId),
+}
+
+/// Proof that an author signed two different entries at one seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkProof {
+    /// First signed header (the smaller id).
+    pub a: (Vec<u8>, [u8; SIGNATURE_LEN]),
+    /// Second signed header.
+    pub b: (Vec<u8>, [u8; SIGNATURE_LEN]),
+    /// The author.
+    pub author: AuthorId,
+    /// The seq.
+    pub seq: u64,
+}
+
+/// Why a fork proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ForkProofError {
+    /// A header is malformed.
+    #[error("malformed header in fork proof: {0}")]
+    Decode(#[from] DecodeError),
+    /// A signature does not verify.
+    #[error("a fork proof signature does not verify")]
+    Signature,
+    /// The headers are not two different entries of one author at one seq in this space.
+    #[error("the two headers do not prove a fork")]
+    NotAFork,
+}
+
+impl ForkProof {
+    /// Builds a proof from two entries' signed headers, checking nothing.
+    fn new(x: (&[u8], &[u8; SIGNATURE_LEN]), y: (&[u8], &[u8; SIGNATURE_LEN]), author: AuthorId, seq: u64) -> Self {
+        let (a, b) = if Hash::of(x.0) <= Hash::of(y.0) { (x, y) } else { (y, x) };
+        ForkProof {
+            a: (a.0.to_vec(), *a.1),
+            b: (b.0.to_vec(), *b.1),
+            author,
+            seq,
+        }
+    }
+
+    /// Verifies the proof for `space` and returns it with author and seq set
+    /// from the headers.
+    pub fn verify(
+        space: &SpaceId,
+        a: (Vec<u8>, [u8; SIGNATURE_LEN]),
+        b: (Vec<u8>, [u8; SIGNATURE_LEN]),
+    ) -> Result<ForkProof, ForkProofError> {
+        let ha = Header::decode(&mut Reader::new(&a.0))?;
+        let hb = Header::decode(&mut Reader::new(&b.0))?;
+        let in_space = |h: &Header, bytes: &[u8]| {
+            if h.is_genesis() {
+                Hash::of(bytes) == *space
+            } else {
+                h.space == *space
+            }
+        };
+        if ha.author != hb.author || ha.seq != hb.seq || a.0 == b.0 || !in_space(&ha, &a.0) || !in_space(&hb, &b.0) {
+            return Err(ForkProofError::NotAFork);
+        }
+        identity::verify(&ha.author, &a.0, &a.1).map_err(|_| ForkProofError::Signature)?;
+        identity::verify(&hb.author, &b.0, &b.1).map_err(|_| ForkProofError::Signature)?;
+        Ok(ForkProof::new((&a.0, &a.1), (&b.0, &b.1), ha.author, ha.seq))
+    }
+
+    /// Canonical encoding: both signed headers, length-prefixed.
+    pub fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.a.0);
+        w.raw(&self.a.1);
+        w.bytes(&self.b.0);
+        w.raw(&self.b.1);
+    }
+
+    /// Decodes the two signed headers (unverified).
+    pub fn decode_parts(
+        r: &mut Reader<'_>,
+    ) -> Result<((Vec<u8>, [u8; SIGNATURE_LEN]), (Vec<u8>, [u8; SIGNATURE_LEN])), DecodeError> {
+        let ha = r.bytes("fork header", crate::entry::MAX_HEADER_LEN)?.to_vec();
+        let sa = r.array()?;
+        let hb = r.bytes("fork header", crate::entry::MAX_HEADER_LEN)?.to_vec();
+        let sb = r.array()?;
+        Ok(((ha, sa), (hb, sb)))
+    }
+}
+
+/// Per-entry bookkeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    aidx: u32,
+    seq: u64,
+    ts: Timestamp,
+    /// Dense version-vector clock of the entry's causal past including itself,
+    /// indexed by local author index.
+    clock: Vec<u32>,
+    /// Whether the payload contains a removal.
+    removal: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Chain {
+    author: Option<AuthorId>,
+    entries: Vec<EntryId>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    entries: HashMap<EntryId, Entry>,
+    waiting: HashMap<EntryId, Vec<EntryId>>,
+    order: VecDeque<EntryId>,
+    bytes: usize,
+}
+
+/// A removal decided to be in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RemovalInForce {
+    target: AuthorId,
+    entry: EntryId,
+}
+
+/// A conflict in the time-bank ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartConflicts {
+    /// Members below their credit limit: (member, balance, limit).
+    pub overdrawn: Vec<(AuthorId, i64, u64)>,
+    /// Transfers by overdrawn members made without knowledge of each other.
+    pub conflicting: Vec<Stamp>,
+}
+
+/// One space's replica: entries, indices and state. Pure and synchronous.
+pub struct Replica {
+    space: SpaceId,
+    config: ReplicaConfig,
+    chains: Vec<Chain>,
+    author_index: HashMap<AuthorId, u32>,
+    entries: HashMap<EntryId, Entry>,
+    metas: HashMap<EntryId, Meta>,
+    log: Vec<EntryId>,
+    pending: Pending,
+    forks: BTreeMap<AuthorId, ForkProof>,
+    removal_entries: Vec<EntryId>,
+    removals_in_force: Vec<RemovalInForce>,
+    ineffective: HashSet<EntryId>,
+    rejections: VecDeque<(EntryId, IngestError)>,
+    plain: SpaceState,
+    effective: Option<SpaceState>,
+    clock: Clock,
+}
+
+impl core::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Replica")
+            .field("space", &self.space)
+            .field("entries", &self.log.len())
+            .field("pending", &self.pending.entries.len())
+            .field("forks", &self.forks.len())
+            .finish()
+    }
+}
+
+/// Parameters of a new space.
+#[derive(Debug, Clone)]
+pub struct NewSpace {
+    /// The space's name.
+    pub name: String,
+    /// The founder's display name.
+    pub founder_name: String,
+    /// Credit limit of members with none of their own.
+    pub default_credit_limit: u64,
+}
+
+impl Replica {
+    /// Creates a new space: signs its genesis entry with `keypair`.
+    pub fn create(
+        keypair: &Keypair,
+        space: NewSpace,
+        now_ms: u64,
+        config: ReplicaConfig,
+    ) -> Result<(Replica, Entry), IngestError> {
+        let payload = encode_payload(&[Op::Genesis {
+            name: space.name,
+            founder_name: space.founder_name,
+            default_credit_limit: space.default_credit_limit,
+        }]);
+        let genesis = Entry::sign(
+            keypair,
+            Hash::ZERO,
+            0,
+            None,
+            Vec::new(),
+            Timestamp::from_millis(now_ms),
+            payload,
+        );
+        let replica = Replica::from_genesis(genesis.clone(), now_ms, config)?;
+        Ok((replica, genesis))
+    }
+
+    /// A replica of the space whose genesis entry is `genesis`.
+    pub fn from_genesis(genesis: Entry, now_ms: u64, config: ReplicaConfig) -> Result<Replica, IngestError> {
+        let mut r = Replica::empty(genesis.id(), config);
+        if !genesis.is_genesis() {
+            return Err(IngestError::Entry(EntryError::SpaceShape));
+        }
+        r.ingest(genesis, now_ms)?;
+        Ok(r)
+    }
+
+    /// An empty replica of `space`, waiting for its genesis entry.
+    pub fn empty(space: SpaceId, config: ReplicaConfig) -> Replica {
+        Replica {
+            space,
+            config,
+            chains: Vec::new(),
+            author_index: HashMap::new(),
+            entries: HashMap::new(),
+            metas: HashMap::new(),
+            log: Vec::new(),
+            pending: Pending::default(),
+            forks: BTreeMap::new(),
+            removal_entries: Vec::new(),
+            removals_in_force: Vec::new(),
+            ineffective: HashSet::new(),
+            rejections: VecDeque::new(),
+            plain: SpaceState::default(),
+            effective: None,
+            clock: Clock::new(),
+        }
+    }
+
+    /// The space id.
+    pub fn space(&self) -> SpaceId {
+        self.space
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The materialised state (strong removal and forks applied).
+    pub fn state(&self) -> &SpaceState {
+        self.effective.as_ref().unwrap_or(&self.plain)
+    }
+
+    /// BLAKE3 over the state and the set of flagged (forked) authors.
+    pub fn state_hash(&self) -> Hash {
+        let mut w = Writer::default();
+        w.raw(&self.state().to_bytes());
+        w.varint(self.forks.len() as u64);
+        for (a, p) in &self.forks {
+            w.raw(a.as_bytes());
+            w.varint(p.seq);
+        }
+        Hash::of(&w.finish())
+    }
+
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Whether nothing is stored (not even the genesis entry).
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// Number of entries waiting for dependencies.
+    pub fn pending_len(&self) -> usize {
+        self.pending.entries.len()
+    }
+
+    /// The stored entry with this id.
+    pub fn get(&self, id: &EntryId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Whether an entry is stored.
+    pub fn contains(&self, id: &EntryId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// Stored entries in the order they were applied (a causal order).
+    pub fn log(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.log.iter().filter_map(|id| self.entries.get(id))
+    }
+
+    /// Stored entries that have no effect on state (strong removal, forks,
+    /// authority lost through them), for display.
+    pub fn ineffective(&self) -> impl Iterator<Item = &EntryId> + '_ {
+        self.ineffective.iter()
+    }
+
+    /// Authors flagged for forking, with the first forked seq.
+    pub fn forks(&self) -> impl Iterator<Item = &ForkProof> + '_ {
+        self.forks.values()
+    }
+
+    /// Takes the refusals of entries that had been waiting for a dependency
+    /// and turned out invalid when it arrived (at most the last 256).
+    pub fn take_rejections(&mut self) -> Vec<(EntryId, IngestError)> {
+        self.rejections.drain(..).collect()
+    }
+
+    fn note_rejection(&mut self, id: EntryId, e: IngestError) {
+        if self.rejections.len() == 256 {
+            self.rejections.pop_front();
+        }
+        self.rejections.push_back((id, e));
+    }
+
+    /// The latest timestamp seen.
+    pub fn last_timestamp(&self) -> Timestamp {
+        self.clock.last()
+    }
+
+    /// The version vector of stored entries.
+    pub fn version_vector(&self) -> VersionVector {
+        self.chains
+            .iter()
+            .filter_map(|c| c.author.map(|a| (a, c.entries.len() as u64)))
+            .collect()
+    }
+
+    /// Each author's entry count and latest entry id.
+    pub fn heads(&self) -> Vec<(AuthorId, u64, EntryId)> {
+        let mut v: Vec<_> = self
+            .chains
+            .iter()
+            .filter_map(|c| Some((c.author?, c.entries.len() as u64, *c.entries.last()?)))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The id of `author`'s entry at `seq`, if stored.
+    pub fn entry_at(&self, author: &AuthorId, seq: u64) -> Option<EntryId> {
+        let idx = *self.author_index.get(author)?;
+        self.chains[idx as usize].entries.get(seq as usize).copied()
+    }
+
+    /// Stored entries that a peer with version vector `theirs` lacks, in
+    /// causal order.
+    pub fn missing_for(&self, theirs: &VersionVector) -> Vec<&Entry> {
+        let mut picked: Vec<(usize, &Entry)> = Vec::new();
+        let positions = self.log_positions();
+        for chain in &self.chains {
+            let Some(author) = chain.author else { continue };
+            let have = theirs.get(&author) as usize;
+            for id in chain.entries.iter().skip(have) {
+                if let (Some(e), Some(&pos)) = (self.entries.get(id), positions.get(id)) {
+                    picked.push((pos, e));
+                }
+            }
+        }
+        picked.sort_unstable_by_key(|(pos, _)| *pos);
+        picked.into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn log_positions(&self) -> HashMap<EntryId, usize> {
+        self.log.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+    }
+
+    // ------------------------------------------------------------------
+    // Authoring
+    // ------------------------------------------------------------------
+
+    /// Signs a new entry carrying `ops` with `keypair` at wall time `now_ms`,
+    /// validates and applies it. Nothing is stored if it is refused.
+    pub fn author(&mut self, keypair: &Keypair, ops: Vec<Op>, now_ms: u64) -> Result<Entry, IngestError> {
+        let author = keypair.author();
+        let (seq, backlink, own_clock) = match self.author_index.get(&author) {
+            Some(&i) => {
+                let chain = &self.chains[i as usize];
+                let last = chain.entries.last().copied();
+                let clock = last.and_then(|id| self.metas.get(&id)).map(|m| m.clock.clone());
+                (chain.entries.len() as u64, last, clock.unwrap_or_default())
+            }
+            None => (0, None, Vec::new()),
+        };
+        if let Some(p) = self.forks.get(&author) {
+            return Err(IngestError::Forked { author, seq: p.seq });
+        }
+        // Depend on every other author's head not already in our own past.
+        let mut deps: Vec<(Timestamp, EntryId)> = Vec::new();
+        let mut floor = backlink
+            .and_then(|b| self.metas.get(&b))
+            .map_or(Timestamp::ZERO, |m| m.ts);
+        for (i, chain) in self.chains.iter().enumerate() {
+            if chain.author == Some(author) || chain.entries.is_empty() {
+                continue;
+            }
+            // Build on nothing a flagged (forked) author wrote.
+            if chain.author.is_some_and(|a| self.forks.contains_key(&a)) {
+                continue;
+            }
+            let known = own_clock.get(i).copied().unwrap_or(0) as usize;
+            if known < chain.entries.len() {
+                if let Some(head) = chain.entries.last() {
+                    let ts = self.metas.get(head).map_or(Timestamp::ZERO, |m| m.ts);
+                    deps.push((ts, *head));
+                }
+            }
+        }
+        if deps.len() > MAX_DEPS {
+            deps.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            deps.truncate(MAX_DEPS);
+        }
+        for (ts, _) in &deps {
+            floor = floor.max(*ts);
+        }
+        let ts = self.clock.tick(now_ms, floor);
+        let space = if self.log.is_empty() { Hash::ZERO } else { self.space };
+        let entry = Entry::sign(
+            keypair,
+            space,
+            seq,
+            backlink,
+            deps.into_iter().map(|(_, id)| id).collect(),
+            ts,
+            encode_payload(&ops),
+        );
+        match self.ingest_verified(entry.clone(), now_ms)? {
+            Ingested::Applied(_) => Ok(entry),
+            // An entry we just made on top of our own heads is always ready.
+            other => unreachable!("own entry not applied: {other:?}"),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Ingest
+    // ------------------------------------------------------------------
+
+    /// Validates and stores one entry received from elsewhere.
+    pub fn ingest(&mut self, entry: Entry, now_ms: u64) -> Result<Ingested, IngestError> {
+        self.precheck(&entry, now_ms)?;
+        entry.validate().map_err(IngestError::Entry)?;
+        self.ingest_verified(entry, now_ms)
+    }
+
+    /// Validates and stores many entries, verifying signatures in one batch.
+    /// Returns one result per entry, in order.
+    pub fn ingest_batch(&mut self, entries: Vec<Entry>, now_ms: u64) -> Vec<Result<Ingested, IngestError>> {
+        let mut results: Vec<Option<Result<Ingested, IngestError>>> = Vec::with_capacity(entries.len());
+        let mut to_verify = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if self.entries.contains_key(&e.id()) {
+                results.push(Some(Ok(Ingested::Duplicate)));
+                continue;
+            }
+            match self.precheck(e, now_ms).and_then(|()| e.validate_shape().map_err(IngestError::Entry)) {
+                Ok(()) => {
+                    to_verify.push(i);
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        let items: Vec<BatchItem<'_>> = to_verify
+            .iter()
+            .map(|&i| BatchItem {
+                author: &entries[i].header().author,
+                message: entries[i].header_bytes(),
+                signature: entries[i].signature(),
+            })
+            .collect();
+        let verdicts = identity::verify_batch(&items);
+        for (&i, v) in to_verify.iter().zip(verdicts) {
+            if let Err(e) = v {
+                results[i] = Some(Err(IngestError::Entry(EntryError::Signature(e))));
+            }
+        }
+        entries
+            .into_iter()
+            .zip(results)
+            .map(|(e, r)| match r {
+                Some(r) => r,
+                None => self.ingest_verified(e, now_ms),
+            })
+            .collect()
+    }
+
+    fn precheck(&self, entry: &Entry, now_ms: u64) -> Result<(), IngestError> {
+        entry.validate_space(&self.space)?;
+        let ts = entry.header().timestamp;
+        if ts.wall_ms() > now_ms.saturating_add(self.config.max_skew_ms) {
+            return Err(IngestError::FutureTimestamp {
+                ts,
+                now_ms,
+                max_skew_ms: self.config.max_skew_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ingests an entry whose signature is known to be valid.
+    fn ingest_verified(&mut self, entry: Entry, now_ms: u64) -> Result<Ingested, IngestError> {
+        entry.validate_shape()?;
+        self.precheck(&entry, now_ms)?;
+        if self.entries.contains_key(&entry.id()) {
+            return Ok(Ingested::Duplicate);
+        }
+        if let Some(forker) = self.check_fork(&entry) {
+            return Ok(Ingested::ForkDetected(forker));
+        }
+        if let Some(missing) = self.first_missing(&entry) {
+            self.park(entry, missing);
+            return Ok(Ingested::Pending);
+        }
+        let id = self.apply_ready(entry)?;
+        let mut applied = vec![id];
+        self.release(id, now_ms, &mut applied);
+        Ok(Ingested::Applied(applied))
+    }
+
+    /// A fork: another stored entry at the same (author, seq).
+    fn check_fork(&mut self, entry: &Entry) -> Option<AuthorId> {
+        let h = entry.header();
+        let other = self.entry_at(&h.author, h.seq)?;
+        if other == entry.id() {
+            return None;
+        }
+        let stored = self.entries.get(&other)?;
+        let proof = ForkProof::new(
+            (stored.header_bytes(), stored.signature()),
+            (entry.header_bytes(), entry.signature()),
+            h.author,
+            h.seq,
+        );
+        self.add_fork(proof);
+        Some(h.author)
+    }
+
+    /// Records a verified fork proof. Returns whether it changed anything.
+    pub fn add_fork(&mut self, proof: ForkProof) -> bool {
+        let better = self.forks.get(&proof.author).is_none_or(|p| proof.seq < p.seq);
+        if better {
+            self.forks.insert(proof.author, proof);
+            self.recompute_effective();
+        }
+        better
+    }
+
+    fn first_missing(&self, entry: &Entry) -> Option<EntryId> {
+        let h = entry.header();
+        if let Some(b) = &h.backlink {
+            if !self.entries.contains_key(b) {
+                return Some(*b);
+            }
+        }
+        if !h.is_genesis() && self.log.is_empty() {
+            return Some(self.space);
+        }
+        h.deps.iter().find(|d| !self.entries.contains_key(d)).copied()
+    }
+
+    fn park(&mut self, entry: Entry, missing: EntryId) {
+        let id = entry.id();
+        if self.pending.entries.contains_key(&id) {
+            return;
+        }
+        let size = entry.encoded_len();
+        while !self.pending.order.is_empty()
+            && (self.pending.entries.len() >= self.config.max_pending
+                || self.pending.bytes + size > self.config.max_pending_bytes)
+        {
+            // Evict the oldest waiting entry; a later sync offers it again.
+            if let Some(old) = self.pending.order.pop_front() {
+                if let Some(e) = self.pending.entries.remove(&old) {
+                    self.pending.bytes -= e.encoded_len();
+                }
+            }
+        }
+        self.pending.bytes += size;
+        self.pending.entries.insert(id, entry);
+        self.pending.order.push_back(id);
+        self.pending.waiting.entry(missing).or_default().push(id);
+    }
+
+    fn release(&mut self, arrived: EntryId, now_ms: u64, applied: &mut Vec<EntryId>) {
+        let mut queue = VecDeque::from([arrived]);
+        while let Some(dep) = queue.pop_front() {
+            let Some(waiters) = self.pending.waiting.remove(&dep) else {
+                continue;
+            };
+            for w in waiters {
+                let Some(entry) = self.pending.entries.remove(&w) else {
+                    continue;
+                };
+                self.pending.bytes -= entry.encoded_len();
+                self.pending.order.retain(|x| *x != w);
+                if self.entries.contains_key(&w) || self.check_fork(&entry).is_some() {
+                    continue;
+                }
+                if let Some(missing) = self.first_missing(&entry) {
+                    self.park(entry, missing);
+                    continue;
+                }
+                let _ = now_ms;
+                match self.apply_ready(entry) {
+                    Ok(id) => {
+                        applied.push(id);
+                        queue.push_back(id);
+                    }
+                    Err(e) => self.note_rejection(w, e),
+                }
+            }
+        }
+    }
+
+    /// Validates a causally ready entry and stores and applies it.
+    fn apply_ready(&mut self, entry: Entry) -> Result<EntryId, IngestError> {
+        let h = entry.header();
+        let id = entry.id();
+        let author = h.author;
+        if let Some(b) = &h.backlink {
+            let prev = self.entries.get(b).ok_or(IngestError::Entry(EntryError::BacklinkMismatch))?;
+            validate_backlink(h, b, prev.header())?;
+        } else if self.entry_at(&author, 0).is_some() {
+            // A second seq-0 entry is a fork, caught by check_fork; this is
+            // unreachable for well-formed input but kept as a guard.
+            return Err(IngestError::Forked { author, seq: 0 });
+        }
+        // Clock: pointwise max of the parents' clocks.
+        let mut clock: Vec<u32> = Vec::new();
+        for parent in h.backlink.iter().chain(h.deps.iter()) {
+            if let Some(m) = self.metas.get(parent) {
+                if m.ts >= h.timestamp {
+                    return Err(IngestError::TimestampBeforeDependency);
+                }
+                if clock.len() < m.clock.len() {
+                    clock.resize(m.clock.len(), 0);
+                }
+                for (c, p) in clock.iter_mut().zip(&m.clock) {
+                    *c = (*c).max(*p);
+                }
+            }
+        }
+        let ops = decode_payload(entry.payload()).map_err(IngestError::Payload)?;
+        let aidx = match self.author_index.get(&author) {
+            Some(&i) => i,
+            None => self.chains.len() as u32,
+        };
+        if clock.len() <= aidx as usize {
+            clock.resize(aidx as usize + 1, 0);
+        }
+        clock[aidx as usize] = (h.seq + 1) as u32;
+        let is_genesis = entry.is_genesis();
+
+        // Admissibility against the plain (all stored facts) state.
+        {
+            let past = Past::new(&clock, &self.author_index, author, h.seq);
+            check_ops(&self.plain, &self.space, id, h, &ops, &past, is_genesis)?;
+        }
+
+        // Store.
+        if aidx as usize == self.chains.len() {
+            self.chains.push(Chain {
+                author: Some(author),
+                entries: Vec::new(),
+            });
+            self.author_index.insert(author, aidx);
+        }
+        self.chains[aidx as usize].entries.push(id);
+        let removal = ops.iter().any(|o| matches!(o, Op::Remove { .. }));
+        let meta = Meta {
+            aidx,
+            seq: h.seq,
+            ts: h.timestamp,
+            clock,
+            removal,
+        };
+        self.clock.observe(h.timestamp);
+
+        // Effect on the strong-removal state, decided before the plain state
+        // changes so that a first exclusion can start from a copy of it.
+        let excluded = !removal && self.is_excluded(id, &author, &meta);
+        if excluded && self.effective.is_none() {
+            self.effective = Some(self.plain.clone());
+        }
+        {
+            let past = Past::new(&meta.clock, &self.author_index, author, h.seq);
+            apply_ops(&mut self.plain, &self.space, id, h, &ops, &past, is_genesis);
+        }
+        if !removal {
+            if let Some(eff) = self.effective.as_mut() {
+                let past = Past::new(&meta.clock, &self.author_index, author, h.seq);
+                if excluded || check_ops(eff, &self.space, id, h, &ops, &past, is_genesis).is_err() {
+                    self.ineffective.insert(id);
+                } else {
+                    apply_ops(eff, &self.space, id, h, &ops, &past, is_genesis);
+                }
+            }
+        }
+        self.metas.insert(id, meta);
+        self.entries.insert(id, entry);
+        self.log.push(id);
+        if removal {
+            self.removal_entries.push(id);
+            self.recompute_effective();
+        }
+        Ok(id)
+    }
+
+    /// Whether strong removal or a fork leaves this entry without effect.
+    fn is_excluded(&self, id: EntryId, author: &AuthorId, meta: &Meta) -> bool {
+        if self.forks.get(author).is_some_and(|p| meta.seq >= p.seq) {
+            return true;
+        }
+        let Some(member) = self.plain.members.member_of(author) else {
+            return false;
+        };
+        self.removals_in_force.iter().any(|r| {
+            r.target == member
+                && r.entry != id
+                && self.metas.get(&r.entry).is_some_and(|rm| {
+                    rm.clock
+                        .get(meta.aidx as usize)
+                        .is_none_or(|&c| u64::from(c) <= meta.seq)
+                })
+        })
+    }
+
+    /// Decides which removals are in force and rebuilds the effective state.
+    fn recompute_effective(&mut self) {
+        // 1. Removals in (timestamp, author, seq) order.
+        let mut candidates: Vec<(Timestamp, AuthorId, u64, EntryId)> = self
+            .removal_entries
+            .iter()
+            .filter_map(|id| {
+                let m = self.metas.get(id)?;
+                let a = self.chains[m.aidx as usize].author?;
+                Some((m.ts, a, m.seq, *id))
+            })
+            .collect();
+        candidates.sort_unstable();
+        self.removals_in_force.clear();
+        for (_, author, _, id) in candidates {
+            let Some(meta) = self.metas.get(&id) else { continue };
+            if self.is_excluded(id, &author, meta) {
+                continue;
+            }
+            let Some(entry) = self.entries.get(&id) else { continue };
+            let Ok(ops) = decode_payload(entry.payload()) else { continue };
+            for op in ops {
+                if let Op::Remove { member } = op {
+                    self.removals_in_force.push(RemovalInForce { target: member, entry: id });
+                }
+            }
+        }
+        // 2. Fold every stored entry in log order.
+        let in_force: HashSet<EntryId> = self.removals_in_force.iter().map(|r| r.entry).collect();
+        let mut state = SpaceState::default();
+        let mut ineffective = HashSet::new();
+        for id in &self.log {
+            let (Some(entry), Some(meta)) = (self.entries.get(id), self.metas.get(id)) else {
+                continue;
+            };
+            let h = entry.header();
+            let Ok(ops) = decode_payload(entry.payload()) else { continue };
+            let past = Past::new(&meta.clock, &self.author_index, h.author, h.seq);
+            let is_genesis = entry.is_genesis();
+            let ok = if in_force.contains(id) {
+                true
+            } else if meta.removal || self.is_excluded(*id, &h.author, meta) {
+                false
+            } else {
+                check_ops(&state, &self.space, *id, h, &ops, &past, is_genesis).is_ok()
+            };
+            if ok {
+                apply_ops(&mut state, &self.space, *id, h, &ops, &past, is_genesis);
+            } else {
+                ineffective.insert(*id);
+            }
+        }
+        self.ineffective = ineffective;
+        self.effective = if self.ineffective.is_empty() && self.forks.is_empty() {
+            None
+        } else {
+            Some(state)
+        };
+    }
+
+    // ------------------------------------------------------------------
+    // Views needing the causal structure
+    // ------------------------------------------------------------------
+
+    /// Time-bank conflicts: members below their credit limit, and their
+    /// transfers that were made concurrently (without knowledge of each other).
+    pub fn heart_conflicts(&self) -> HeartConflicts {
+        let state = self.state();
+        let hs = &state.hearts;
+        let default = state.members.default_credit_limit;
+        let mut overdrawn = Vec::new();
+        let mut conflicting = Vec::new();
+        for (member, &balance) in &hs.balances {
+            let limit = hs.limit(member, default);
+            if balance >= -(limit as i64) {
+                continue;
+            }
+            overdrawn.push((*member, balance, limit));
+            let outgoing: Vec<Stamp> = hs
+                .by_member
+                .get(member)
+                .into_iter()
+                .flatten()
+                .filter(|s| hs.transfers.get(s).is_some_and(|t| t.from == *member))
+                .copied()
+                .collect();
+            for (i, a) in outgoing.iter().enumerate() {
+                let concurrent = outgoing
+                    .iter()
+                    .enumerate()
+                    .any(|(j, b)| i != j && !self.happened_before(a, b) && !self.happened_before(b, a));
+                if concurrent {
+                    conflicting.push(*a);
+                }
+            }
+        }
+        HeartConflicts { overdrawn, conflicting }
+    }
+
+    /// Whether the entry at `a` is in the causal past of the entry at `b`
+    /// (or is the same entry).
+    fn happened_before(&self, a: &Stamp, b: &Stamp) -> bool {
+        if a.author == b.author {
+            return a.seq <= b.seq;
+        }
+        let (Some(bid), Some(&ai)) = (self.entry_at(&b.author, b.seq), self.author_index.get(&a.author)) else {
+            return false;
+        };
+        self.metas
+            .get(&bid)
+            .and_then(|m| m.clock.get(ai as usize))
+            .is_some_and(|&c| u64::from(c) > a.seq)
+    }
+
+    // ------------------------------------------------------------------
+    // Snapshots
+    // ------------------------------------------------------------------
+
+    /// A snapshot of everything but the entries themselves: indices, clocks
+    /// and state. With the stored entries it restores the replica without
+    /// verifying or re-applying any of them.
+    pub fn snapshot(&self) -> Snapshot {
+        let repr = SnapshotRepr {
+            space: self.space,
+            chains: self.chains.clone(),
+            log: self.log.clone(),
+            metas: self.log.iter().filter_map(|id| self.metas.get(id).cloned()).collect(),
+            forks: self
+                .forks
+                .values()
+                .map(|p| (p.a.0.clone(), p.a.1.to_vec(), p.b.0.clone(), p.b.1.to_vec()))
+                .collect(),
+            removal_entries: self.removal_entries.clone(),
+            removals_in_force: self.removals_in_force.clone(),
+            ineffective: {
+                let mut v: Vec<_> = self.ineffective.iter().copied().collect();
+                v.sort_unstable();
+                v
+            },
+            plain: self.plain.clone(),
+            effective: self.effective.clone(),
+            clock: self.clock.last(),
+        };
+        let mut bytes = vec![SNAPSHOT_VERSION];
+        bytes.extend(postcard::to_allocvec(&repr).unwrap_or_default());
+        Snapshot {
+            entries: self.log.len() as u64,
+            bytes,
+        }
+    }
+
+    /// Restores a replica from a snapshot and the entries it covers (in any
+    /// order). Fails if the snapshot is unreadable or an entry is missing, in
+    /// which case the caller rebuilds from the entries instead.
+    pub fn restore(
+        snapshot: &Snapshot,
+        entries: impl IntoIterator<Item = Entry>,
+        config: ReplicaConfig,
+    ) -> Result<Replica, SnapshotError> {
+        let repr: SnapshotRepr = match snapshot.bytes.split_first() {
+            Some((&SNAPSHOT_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| SnapshotError::Corrupt)?,
+            Some((&v, _)) => return Err(SnapshotError::Version(v)),
+            None => return Err(SnapshotError::Corrupt),
+        };
+        if repr.metas.len() != repr.log.len() {
+            return Err(SnapshotError::Corrupt);
+        }
+        let mut by_id: HashMap<EntryId, Entry> = entries.into_iter().map(|e| (e.id(), e)).collect();
+        let mut r = Replica::empty(repr.space, config);
+        for (id, meta) in repr.log.iter().zip(repr.metas) {
+            let e = by_id.remove(id).ok_or(SnapshotError::MissingEntry(*id))?;
+            r.entries.insert(*id, e);
+            r.metas.insert(*id, meta);
+        }
+        for (i, c) in repr.chains.iter().enumerate() {
+            if let Some(a) = c.author {
+                r.author_index.insert(a, i as u32);
+            }
+        }
+        r.chains = repr.chains;
+        r.log = repr.log;
+        for (ha, sa, hb, sb) in repr.forks {
+            let (Ok(sa), Ok(sb)) = (<[u8; 64]>::try_from(sa), <[u8; 64]>::try_from(sb)) else {
+                return Err(SnapshotError::Corrupt);
+            };
+            let p = ForkProof::verify(&r.space, (ha, sa), (hb, sb)).map_err(|_| SnapshotError::Corrupt)?;
+            r.forks.insert(p.author, p);
+        }
+        r.removal_entries = repr.removal_entries;
+        r.removals_in_force = repr.removals_in_force;
+        r.ineffective = repr.ineffective.into_iter().collect();
+        r.plain = repr.plain;
+        r.effective = repr.effective;
+        r.clock.observe(repr.clock);
+        Ok(r)
+    }
+
+    /// Rebuilds a replica from entries in a causal order (for example the
+    /// order a store returns them in), verifying everything.
+    pub fn rebuild(
+        space: SpaceId,
+        entries: impl IntoIterator<Item = Entry>,
+        now_ms: u64,
+        config: ReplicaConfig,
+    ) -> (Replica, Vec<(EntryId, IngestError)>) {
+        let mut r = Replica::empty(space, config);
+        let mut rejected = Vec::new();
+        let batch: Vec<Entry> = entries.into_iter().collect();
+        let ids: Vec<EntryId> = batch.iter().map(Entry::id).collect();
+        for (id, res) in ids.into_iter().zip(r.ingest_batch(batch, now_ms)) {
+            if let Err(e) = res {
+                rejected.push((id, e));
+            }
+        }
+        (r, rejected)
+    }
+}
+
+fn stamp_of(h: &Header, index: usize) -> Stamp {
+    Stamp {
+        ts: h.timestamp,
+        author: h.author,
+        seq: h.seq,
+        op: index as u32,
+    }
+}
+
+/// Resolves the author's membership in the entry's past and validates every
+/// operation against `state` before any is applied.
+fn check_ops(
+    state: &SpaceState,
+    space: &SpaceId,
+    id: EntryId,
+    h: &Header,
+    ops: &[Op],
+    past: &Past<'_>,
+    is_genesis: bool,
+) -> Result<(), IngestError> {
+    let (member, role) = match state.members.resolve(&h.author, past) {
+        Some((m, r)) => (Some(m), Some(r)),
+        None => {
+            let removed = state.members.devices.get(&h.author).is_some_and(|d| {
+                past.contains(&d.at)
+                    && state
+                        .members
+                        .members
+                        .get(&d.member)
+                        .is_some_and(|m| m.removals.iter().any(|r| past.contains(r)))
+            });
+            if removed {
+                return Err(IngestError::AuthorRemoved { author: h.author });
+            }
+            (None, None)
+        }
+    };
+    for (index, op) in ops.iter().enumerate() {
+        let cx = OpContext {
+            space: *space,
+            entry_id: id,
+            stamp: stamp_of(h, index),
+            ops,
+            member,
+            role,
+            past,
+            is_genesis,
+        };
+        state
+            .validate(op, &cx)
+            .map_err(|source| IngestError::Op { index, source })?;
+    }
+    Ok(())
+}
+
+fn apply_ops(
+    state: &mut SpaceState,
+    space: &SpaceId,
+    id: EntryId,
+    h: &Header,
+    ops: &[Op],
+    past: &Past<'_>,
+    is_genesis: bool,
+) {
+    let (member, role) = match state.members.resolve(&h.author, past) {
+        Some((m, r)) => (Some(m), Some(r)),
+        None => (None, None),
+    };
+    for (index, op) in ops.iter().enumerate() {
+        let cx = OpContext {
+            space: *space,
+            entry_id: id,
+            stamp: stamp_of(h, index),
+            ops,
+            member,
+            role,
+            past,
+            is_genesis,
+        };
+        state.apply(op, &cx);
+    }
+}
+
+/// Snapshot format version.
+pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// A persisted snapshot of a replica (without entry bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// How many log entries it covers (the first `entries` of the log).
+    pub entries: u64,
+    /// Encoded snapshot.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    /// Unreadable bytes.
+    #[error("the snapshot is corrupt")]
+    Corrupt,
+    /// Written by another version.
+    #[error("snapshot version {0} is not supported")]
+    Version(u8),
+    /// An entry the snapshot covers is not in the store.
+    #[error("entry {0:?} covered by the snapshot is missing")]
+    MissingEntry(EntryId),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotRepr {
+    space: SpaceId,
+    chains: Vec<Chain>,
+    log: Vec<EntryId>,
+    metas: Vec<Meta>,
+    forks: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    removal_entries: Vec<EntryId>,
+    removals_in_force: Vec<RemovalInForce>,
+    ineffective: Vec<EntryId>,
+    plain: SpaceState,
+    effective: Option<SpaceState>,
+    clock: Timestamp,
+}
