@@ -38,8 +38,10 @@ pub struct NeedRecord {
     pub title: String,
     /// Details.
     pub details: String,
-    /// Status register; written together with `claimer`.
-    pub status: Lww<(NeedStatus, Option<AuthorId>)>,
+    /// Status register.
+    pub status: Lww<NeedStatus>,
+    /// Claimer register (who has taken it on; cleared on reopening).
+    pub claimer: Lww<Option<AuthorId>>,
     /// Every claim ever made (member, where), for the record.
     pub claims: BTreeSet<(AuthorId, Stamp)>,
 }
@@ -47,12 +49,12 @@ pub struct NeedRecord {
 impl NeedRecord {
     /// Current status.
     pub fn status(&self) -> NeedStatus {
-        self.status.value.0
+        self.status.value
     }
 
     /// Current claimer.
     pub fn claimer(&self) -> Option<AuthorId> {
-        self.status.value.1
+        self.claimer.value
     }
 }
 
@@ -189,7 +191,8 @@ impl Module for Needs {
                         location: location.clone(),
                         title: title.clone(),
                         details: details.clone(),
-                        status: Lww::new((NeedStatus::Open, None), at),
+                        status: Lww::new(NeedStatus::Open, at),
+                        claimer: Lww::new(None, at),
                         claims: BTreeSet::new(),
                     },
                 );
@@ -197,18 +200,19 @@ impl Module for Needs {
             Op::ClaimNeed { need } => {
                 if let Some(r) = records.get_mut(need) {
                     r.claims.insert((member, at));
-                    r.status.set((NeedStatus::Claimed, Some(member)), at);
+                    r.status.set(NeedStatus::Claimed, at);
+                    r.claimer.set(Some(member), at);
                 }
             }
             Op::CompleteNeed { need } => {
                 if let Some(r) = records.get_mut(need) {
-                    let claimer = r.status.value.1;
-                    r.status.set((NeedStatus::Done, claimer), at);
+                    r.status.set(NeedStatus::Done, at);
                 }
             }
             Op::ReopenNeed { need } => {
                 if let Some(r) = records.get_mut(need) {
-                    r.status.set((NeedStatus::Open, None), at);
+                    r.status.set(NeedStatus::Open, at);
+                    r.claimer.set(None, at);
                 }
             }
             _ => {}
