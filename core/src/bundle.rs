@@ -97,7 +97,8 @@ fn signed_digest(bytes: &[u8]) -> Hash {
 /// empty vector for everything), signed by `exporter`.
 pub fn export(replica: &Replica, exporter: &Keypair, base: &VersionVector, now_ms: u64) -> Vec<u8> {
     let entries = replica.missing_for(base);
-    let mut w = Writer::with_capacity(256 + entries.iter().map(|e| e.encoded_len() + 4).sum::<usize>());
+    let mut w =
+        Writer::with_capacity(256 + entries.iter().map(|e| e.encoded_len() + 4).sum::<usize>());
     w.raw(MAGIC);
     w.u8(BUNDLE_VERSION);
     w.raw(replica.space().as_bytes());
@@ -155,7 +156,11 @@ pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleError> {
 
 /// Imports a decoded bundle into `replica`: every entry is validated as if it
 /// had arrived over the network. Nothing invalid is stored.
-pub fn import(replica: &mut Replica, bundle: &Bundle, now_ms: u64) -> Result<ImportReport, BundleError> {
+pub fn import(
+    replica: &mut Replica,
+    bundle: &Bundle,
+    now_ms: u64,
+) -> Result<ImportReport, BundleError> {
     if bundle.space != replica.space() {
         return Err(BundleError::WrongSpace {
             expected: replica.space(),
@@ -177,10 +182,9 @@ pub fn import(replica: &mut Replica, bundle: &Bundle, now_ms: u64) -> Result<Imp
             Ok(Ingested::Applied(added)) => report.added.extend(added),
             Ok(Ingested::Duplicate) => report.duplicates += 1,
             Ok(Ingested::Pending) => {}
-            Ok(Ingested::ForkDetected(a)) => report.rejected.push((
-                Some(id),
-                IngestError::Forked { author: a, seq }.to_string(),
-            )),
+            Ok(Ingested::ForkDetected(a)) => report
+                .rejected
+                .push((Some(id), IngestError::Forked { author: a, seq }.to_string())),
             Err(e) => report.rejected.push((Some(id), e.to_string())),
         }
     }

@@ -282,7 +282,18 @@ mod tests {
 
     #[test]
     fn varint_round_trips_edges() {
-        for v in [0, 1, 127, 128, 255, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut w = Writer::default();
             w.varint(v);
             let bytes = w.finish();

@@ -103,7 +103,11 @@ impl Header {
         let backlink = match r.u8()? {
             0 => None,
             1 => Some(Hash(r.array()?)),
-            _ => return Err(DecodeError::NonCanonical { what: "backlink flag" }),
+            _ => {
+                return Err(DecodeError::NonCanonical {
+                    what: "backlink flag",
+                })
+            }
         };
         let n = r.count("dep count", MAX_DEPS, 32)?;
         let mut deps = Vec::with_capacity(n);

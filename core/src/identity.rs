@@ -69,7 +69,8 @@ impl core::fmt::Debug for Keypair {
 
 /// Parses an author id into a verifying key, refusing weak keys.
 pub fn verifying_key(author: &AuthorId) -> Result<VerifyingKey, SignatureError> {
-    let key = VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| SignatureError::InvalidKey)?;
+    let key =
+        VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| SignatureError::InvalidKey)?;
     if key.is_weak() {
         return Err(SignatureError::WeakKey);
     }
@@ -92,6 +93,9 @@ pub fn verify(
     sig: &[u8; SIGNATURE_LEN],
 ) -> Result<(), SignatureError> {
     let key = verifying_key(author)?;
+    // The same pre-check as in a batch, so that one signature is refused with
+    // the same error whichever way it is verified.
+    check_r(sig)?;
     let signature = Signature::from_bytes(sig);
     key.verify_strict(message, &signature)
         .map_err(|_| SignatureError::Invalid)

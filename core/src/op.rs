@@ -28,7 +28,9 @@ pub const MAX_BODY: usize = 32 * 1024;
 pub const MAX_SHORT: usize = 500;
 
 /// A member's role in a space, in increasing order of rights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Role {
     /// Reads everything, writes nothing but their own profile.
     Viewer = 0,
@@ -68,7 +70,9 @@ impl Role {
 }
 
 /// A vote's choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Choice {
     /// In favour.
     Yes = 0,
@@ -79,7 +83,9 @@ pub enum Choice {
 }
 
 /// Whether a needs-and-offers record asks for or offers something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum NeedKind {
     /// Something is needed.
     Need = 0,
@@ -88,7 +94,9 @@ pub enum NeedKind {
 }
 
 /// How urgent a need or offer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Urgency {
     /// Whenever convenient.
     Low = 0,
@@ -310,7 +318,11 @@ fn opt_str(w: &mut Writer, s: &Option<String>) {
     }
 }
 
-fn read_opt_str(r: &mut Reader<'_>, what: &'static str, max: usize) -> Result<Option<String>, DecodeError> {
+fn read_opt_str(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    max: usize,
+) -> Result<Option<String>, DecodeError> {
     Ok(if r.bool()? {
         Some(r.str(what, max)?.to_owned())
     } else {
@@ -487,7 +499,8 @@ impl Op {
         let id = |r: &mut Reader<'_>| -> Result<crate::id::Hash, DecodeError> {
             Ok(crate::id::Hash(r.array()?))
         };
-        let author = |r: &mut Reader<'_>| -> Result<AuthorId, DecodeError> { Ok(AuthorId(r.array()?)) };
+        let author =
+            |r: &mut Reader<'_>| -> Result<AuthorId, DecodeError> { Ok(AuthorId(r.array()?)) };
         Ok(match t {
             tag::GENESIS => Op::Genesis {
                 name: r.str("space name", MAX_NAME)?.to_owned(),

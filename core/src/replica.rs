@@ -70,7 +70,9 @@ pub enum IngestError {
     #[error(transparent)]
     Entry(#[from] EntryError),
     /// The timestamp is too far ahead of this device's clock.
-    #[error("timestamp {ts:?} is more than {max_skew_ms} ms ahead of this device's clock ({now_ms})")]
+    #[error(
+        "timestamp {ts:?} is more than {max_skew_ms} ms ahead of this device's clock ({now_ms})"
+    )]
     FutureTimestamp {
         /// The entry's timestamp.
         ts: Timestamp,
@@ -153,8 +155,17 @@ pub enum ForkProofError {
 
 impl ForkProof {
     /// Builds a proof from two entries' signed headers, checking nothing.
-    fn new(x: (&[u8], &[u8; SIGNATURE_LEN]), y: (&[u8], &[u8; SIGNATURE_LEN]), author: AuthorId, seq: u64) -> Self {
-        let (a, b) = if Hash::of(x.0) <= Hash::of(y.0) { (x, y) } else { (y, x) };
+    fn new(
+        x: (&[u8], &[u8; SIGNATURE_LEN]),
+        y: (&[u8], &[u8; SIGNATURE_LEN]),
+        author: AuthorId,
+        seq: u64,
+    ) -> Self {
+        let (a, b) = if Hash::of(x.0) <= Hash::of(y.0) {
+            (x, y)
+        } else {
+            (y, x)
+        };
         ForkProof {
             a: (a.0.to_vec(), *a.1),
             b: (b.0.to_vec(), *b.1),
@@ -179,12 +190,22 @@ impl ForkProof {
                 h.space == *space
             }
         };
-        if ha.author != hb.author || ha.seq != hb.seq || a.0 == b.0 || !in_space(&ha, &a.0) || !in_space(&hb, &b.0) {
+        if ha.author != hb.author
+            || ha.seq != hb.seq
+            || a.0 == b.0
+            || !in_space(&ha, &a.0)
+            || !in_space(&hb, &b.0)
+        {
             return Err(ForkProofError::NotAFork);
         }
         identity::verify(&ha.author, &a.0, &a.1).map_err(|_| ForkProofError::Signature)?;
         identity::verify(&hb.author, &b.0, &b.1).map_err(|_| ForkProofError::Signature)?;
-        Ok(ForkProof::new((&a.0, &a.1), (&b.0, &b.1), ha.author, ha.seq))
+        Ok(ForkProof::new(
+            (&a.0, &a.1),
+            (&b.0, &b.1),
+            ha.author,
+            ha.seq,
+        ))
     }
 
     /// Canonical encoding: both signed headers, length-prefixed.
@@ -198,10 +219,20 @@ impl ForkProof {
     /// Decodes the two signed headers (unverified).
     pub fn decode_parts(
         r: &mut Reader<'_>,
-    ) -> Result<((Vec<u8>, [u8; SIGNATURE_LEN]), (Vec<u8>, [u8; SIGNATURE_LEN])), DecodeError> {
-        let ha = r.bytes("fork header", crate::entry::MAX_HEADER_LEN)?.to_vec();
+    ) -> Result<
+        (
+            (Vec<u8>, [u8; SIGNATURE_LEN]),
+            (Vec<u8>, [u8; SIGNATURE_LEN]),
+        ),
+        DecodeError,
+    > {
+        let ha = r
+            .bytes("fork header", crate::entry::MAX_HEADER_LEN)?
+            .to_vec();
         let sa = r.array()?;
-        let hb = r.bytes("fork header", crate::entry::MAX_HEADER_LEN)?.to_vec();
+        let hb = r
+            .bytes("fork header", crate::entry::MAX_HEADER_LEN)?
+            .to_vec();
         let sb = r.array()?;
         Ok(((ha, sa), (hb, sb)))
     }
@@ -319,7 +350,11 @@ impl Replica {
     }
 
     /// A replica of the space whose genesis entry is `genesis`.
-    pub fn from_genesis(genesis: Entry, now_ms: u64, config: ReplicaConfig) -> Result<Replica, IngestError> {
+    pub fn from_genesis(
+        genesis: Entry,
+        now_ms: u64,
+        config: ReplicaConfig,
+    ) -> Result<Replica, IngestError> {
         let mut r = Replica::empty(genesis.id(), config);
         if !genesis.is_genesis() {
             return Err(IngestError::Entry(EntryError::SpaceShape));
@@ -480,7 +515,11 @@ impl Replica {
     }
 
     fn log_positions(&self) -> HashMap<EntryId, usize> {
-        self.log.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+        self.log
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect()
     }
 
     // ------------------------------------------------------------------
@@ -489,13 +528,20 @@ impl Replica {
 
     /// Signs a new entry carrying `ops` with `keypair` at wall time `now_ms`,
     /// validates and applies it. Nothing is stored if it is refused.
-    pub fn author(&mut self, keypair: &Keypair, ops: Vec<Op>, now_ms: u64) -> Result<Entry, IngestError> {
+    pub fn author(
+        &mut self,
+        keypair: &Keypair,
+        ops: Vec<Op>,
+        now_ms: u64,
+    ) -> Result<Entry, IngestError> {
         let author = keypair.author();
         let (seq, backlink, own_clock) = match self.author_index.get(&author) {
             Some(&i) => {
                 let chain = &self.chains[i as usize];
                 let last = chain.entries.last().copied();
-                let clock = last.and_then(|id| self.metas.get(&id)).map(|m| m.clock.clone());
+                let clock = last
+                    .and_then(|id| self.metas.get(&id))
+                    .map(|m| m.clock.clone());
                 (chain.entries.len() as u64, last, clock.unwrap_or_default())
             }
             None => (0, None, Vec::new()),
@@ -532,7 +578,11 @@ impl Replica {
             floor = floor.max(*ts);
         }
         let ts = self.clock.tick(now_ms, floor);
-        let space = if self.log.is_empty() { Hash::ZERO } else { self.space };
+        let space = if self.log.is_empty() {
+            Hash::ZERO
+        } else {
+            self.space
+        };
         let entry = Entry::sign(
             keypair,
             space,
@@ -562,15 +612,23 @@ impl Replica {
 
     /// Validates and stores many entries, verifying signatures in one batch.
     /// Returns one result per entry, in order.
-    pub fn ingest_batch(&mut self, entries: Vec<Entry>, now_ms: u64) -> Vec<Result<Ingested, IngestError>> {
-        let mut results: Vec<Option<Result<Ingested, IngestError>>> = Vec::with_capacity(entries.len());
+    pub fn ingest_batch(
+        &mut self,
+        entries: Vec<Entry>,
+        now_ms: u64,
+    ) -> Vec<Result<Ingested, IngestError>> {
+        let mut results: Vec<Option<Result<Ingested, IngestError>>> =
+            Vec::with_capacity(entries.len());
         let mut to_verify = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             if self.entries.contains_key(&e.id()) {
                 results.push(Some(Ok(Ingested::Duplicate)));
                 continue;
             }
-            match self.precheck(e, now_ms).and_then(|()| e.validate_shape().map_err(IngestError::Entry)) {
+            match self
+                .precheck(e, now_ms)
+                .and_then(|()| e.validate_shape().map_err(IngestError::Entry))
+            {
                 Ok(()) => {
                     to_verify.push(i);
                     results.push(None);
@@ -600,6 +658,13 @@ impl Replica {
                 None => self.ingest_verified(e, now_ms),
             })
             .collect()
+    }
+
+    /// Stores an entry whose signature was verified before, for example
+    /// when it was first received and then persisted by this device. Every
+    /// other check still runs. Never use this for bytes from elsewhere.
+    pub fn ingest_trusted(&mut self, entry: Entry, now_ms: u64) -> Result<Ingested, IngestError> {
+        self.ingest_verified(entry, now_ms)
     }
 
     fn precheck(&self, entry: &Entry, now_ms: u64) -> Result<(), IngestError> {
@@ -655,7 +720,10 @@ impl Replica {
 
     /// Records a verified fork proof. Returns whether it changed anything.
     pub fn add_fork(&mut self, proof: ForkProof) -> bool {
-        let better = self.forks.get(&proof.author).is_none_or(|p| proof.seq < p.seq);
+        let better = self
+            .forks
+            .get(&proof.author)
+            .is_none_or(|p| proof.seq < p.seq);
         if better {
             self.forks.insert(proof.author, proof);
             self.recompute_effective();
@@ -673,7 +741,10 @@ impl Replica {
         if !h.is_genesis() && self.log.is_empty() {
             return Some(self.space);
         }
-        h.deps.iter().find(|d| !self.entries.contains_key(d)).copied()
+        h.deps
+            .iter()
+            .find(|d| !self.entries.contains_key(d))
+            .copied()
     }
 
     fn park(&mut self, entry: Entry, missing: EntryId) {
@@ -736,7 +807,10 @@ impl Replica {
         let id = entry.id();
         let author = h.author;
         if let Some(b) = &h.backlink {
-            let prev = self.entries.get(b).ok_or(IngestError::Entry(EntryError::BacklinkMismatch))?;
+            let prev = self
+                .entries
+                .get(b)
+                .ok_or(IngestError::Entry(EntryError::BacklinkMismatch))?;
             validate_backlink(h, b, prev.header())?;
         } else if self.entry_at(&author, 0).is_some() {
             // A second seq-0 entry is a fork, caught by check_fork; this is
@@ -807,7 +881,8 @@ impl Replica {
         if !removal {
             if let Some(eff) = self.effective.as_mut() {
                 let past = Past::new(&meta.clock, &self.author_index, author, h.seq);
-                if excluded || check_ops(eff, &self.space, id, h, &ops, &past, is_genesis).is_err() {
+                if excluded || check_ops(eff, &self.space, id, h, &ops, &past, is_genesis).is_err()
+                {
                     self.ineffective.insert(id);
                 } else {
                     apply_ops(eff, &self.space, id, h, &ops, &past, is_genesis);
@@ -858,15 +933,24 @@ impl Replica {
         candidates.sort_unstable();
         self.removals_in_force.clear();
         for (_, author, _, id) in candidates {
-            let Some(meta) = self.metas.get(&id) else { continue };
+            let Some(meta) = self.metas.get(&id) else {
+                continue;
+            };
             if self.is_excluded(id, &author, meta) {
                 continue;
             }
-            let Some(entry) = self.entries.get(&id) else { continue };
-            let Ok(ops) = decode_payload(entry.payload()) else { continue };
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            let Ok(ops) = decode_payload(entry.payload()) else {
+                continue;
+            };
             for op in ops {
                 if let Op::Remove { member } = op {
-                    self.removals_in_force.push(RemovalInForce { target: member, entry: id });
+                    self.removals_in_force.push(RemovalInForce {
+                        target: member,
+                        entry: id,
+                    });
                 }
             }
         }
@@ -879,7 +963,9 @@ impl Replica {
                 continue;
             };
             let h = entry.header();
-            let Ok(ops) = decode_payload(entry.payload()) else { continue };
+            let Ok(ops) = decode_payload(entry.payload()) else {
+                continue;
+            };
             let past = Past::new(&meta.clock, &self.author_index, h.author, h.seq);
             let is_genesis = entry.is_genesis();
             let ok = if in_force.contains(id) {
@@ -930,16 +1016,18 @@ impl Replica {
                 .copied()
                 .collect();
             for (i, a) in outgoing.iter().enumerate() {
-                let concurrent = outgoing
-                    .iter()
-                    .enumerate()
-                    .any(|(j, b)| i != j && !self.happened_before(a, b) && !self.happened_before(b, a));
+                let concurrent = outgoing.iter().enumerate().any(|(j, b)| {
+                    i != j && !self.happened_before(a, b) && !self.happened_before(b, a)
+                });
                 if concurrent {
                     conflicting.push(*a);
                 }
             }
         }
-        HeartConflicts { overdrawn, conflicting }
+        HeartConflicts {
+            overdrawn,
+            conflicting,
+        }
     }
 
     /// Whether the entry at `a` is in the causal past of the entry at `b`
@@ -948,7 +1036,10 @@ impl Replica {
         if a.author == b.author {
             return a.seq <= b.seq;
         }
-        let (Some(bid), Some(&ai)) = (self.entry_at(&b.author, b.seq), self.author_index.get(&a.author)) else {
+        let (Some(bid), Some(&ai)) = (
+            self.entry_at(&b.author, b.seq),
+            self.author_index.get(&a.author),
+        ) else {
             return false;
         };
         self.metas
@@ -969,7 +1060,11 @@ impl Replica {
             space: self.space,
             chains: self.chains.clone(),
             log: self.log.clone(),
-            metas: self.log.iter().filter_map(|id| self.metas.get(id).cloned()).collect(),
+            metas: self
+                .log
+                .iter()
+                .filter_map(|id| self.metas.get(id).cloned())
+                .collect(),
             forks: self
                 .forks
                 .values()
@@ -1003,7 +1098,9 @@ impl Replica {
         config: ReplicaConfig,
     ) -> Result<Replica, SnapshotError> {
         let repr: SnapshotRepr = match snapshot.bytes.split_first() {
-            Some((&SNAPSHOT_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| SnapshotError::Corrupt)?,
+            Some((&SNAPSHOT_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|_| SnapshotError::Corrupt)?
+            }
             Some((&v, _)) => return Err(SnapshotError::Version(v)),
             None => return Err(SnapshotError::Corrupt),
         };
@@ -1028,7 +1125,8 @@ impl Replica {
             let (Ok(sa), Ok(sb)) = (<[u8; 64]>::try_from(sa), <[u8; 64]>::try_from(sb)) else {
                 return Err(SnapshotError::Corrupt);
             };
-            let p = ForkProof::verify(&r.space, (ha, sa), (hb, sb)).map_err(|_| SnapshotError::Corrupt)?;
+            let p = ForkProof::verify(&r.space, (ha, sa), (hb, sb))
+                .map_err(|_| SnapshotError::Corrupt)?;
             r.forks.insert(p.author, p);
         }
         r.removal_entries = repr.removal_entries;

@@ -573,7 +573,9 @@ impl SyncSession {
     ) -> Result<Option<Vec<u8>>, SyncError> {
         if index == 0 {
             if self.reassembly.is_some() {
-                return Err(SyncError::Chunk("a new message began before the last ended"));
+                return Err(SyncError::Chunk(
+                    "a new message began before the last ended",
+                ));
             }
             self.reassembly = Some(Reassembly {
                 id,
@@ -663,7 +665,9 @@ impl SyncSession {
                     .iter()
                     .map(|e| (e.id(), e.header().author, e.header().seq))
                     .collect();
-                for ((id, author, seq), res) in ids.into_iter().zip(replica.ingest_batch(entries, now_ms)) {
+                for ((id, author, seq), res) in
+                    ids.into_iter().zip(replica.ingest_batch(entries, now_ms))
+                {
                     match res {
                         Ok(Ingested::Applied(applied)) => {
                             self.peer_known.raise(author, seq + 1);

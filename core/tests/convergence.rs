@@ -9,6 +9,9 @@
 
 use std::collections::VecDeque;
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use civicbase_core::op::{Choice, NeedKind, Op, Role, Urgency};
 use civicbase_core::replica::{NewSpace, Replica, ReplicaConfig};
 use civicbase_core::state::members::join_statement;
@@ -101,7 +104,8 @@ impl World {
             let replica = if i == 0 {
                 Replica::from_genesis(genesis.clone(), T0, ReplicaConfig::default()).expect("copy")
             } else {
-                Replica::from_genesis(genesis.clone(), T0, ReplicaConfig::default()).expect("genesis")
+                Replica::from_genesis(genesis.clone(), T0, ReplicaConfig::default())
+                    .expect("genesis")
             };
             peers.push(Peer {
                 key,
@@ -123,7 +127,13 @@ impl World {
             let invite = Keypair::from_seed([i as u8; 32]);
             let role = *w
                 .rng
-                .pick(&[Role::Viewer, Role::Member, Role::Member, Role::Coordinator, Role::Admin])
+                .pick(&[
+                    Role::Viewer,
+                    Role::Member,
+                    Role::Member,
+                    Role::Coordinator,
+                    Role::Admin,
+                ])
                 .expect("non-empty");
             let now = w.wall(0);
             let p0 = &mut w.peers[0];
@@ -170,12 +180,14 @@ impl World {
             while let Some(f) = sa.poll_transmit() {
                 moved = true;
                 let now = self.wall(b);
-                sb.handle_frame(&f, &mut self.peers[b].replica, now).expect("reliable sync");
+                sb.handle_frame(&f, &mut self.peers[b].replica, now)
+                    .expect("reliable sync");
             }
             while let Some(f) = sb.poll_transmit() {
                 moved = true;
                 let now = self.wall(a);
-                sa.handle_frame(&f, &mut self.peers[a].replica, now).expect("reliable sync");
+                sa.handle_frame(&f, &mut self.peers[a].replica, now)
+                    .expect("reliable sync");
             }
             if !moved {
                 return;
@@ -226,7 +238,9 @@ impl World {
             34..=47 => match r.pick(&proposals) {
                 Some(id) => Op::Vote {
                     proposal: *id,
-                    choice: *r.pick(&[Choice::Yes, Choice::No, Choice::Abstain]).expect("choice"),
+                    choice: *r
+                        .pick(&[Choice::Yes, Choice::No, Choice::Abstain])
+                        .expect("choice"),
                 },
                 None => return vec![],
             },
@@ -238,10 +252,22 @@ impl World {
                 None => return vec![],
             },
             52..=59 => Op::CreateNeed {
-                kind: if r.chance(50) { NeedKind::Need } else { NeedKind::Offer },
-                category: r.pick(&["water", "transport", "medicine"]).expect("cat").to_string(),
+                kind: if r.chance(50) {
+                    NeedKind::Need
+                } else {
+                    NeedKind::Offer
+                },
+                category: r
+                    .pick(&["water", "transport", "medicine"])
+                    .expect("cat")
+                    .to_string(),
                 urgency: *r
-                    .pick(&[Urgency::Low, Urgency::Normal, Urgency::High, Urgency::Critical])
+                    .pick(&[
+                        Urgency::Low,
+                        Urgency::Normal,
+                        Urgency::High,
+                        Urgency::Critical,
+                    ])
                     .expect("urgency"),
                 location: "school".into(),
                 title: format!("need {}", r.below(1000)),
@@ -349,7 +375,11 @@ impl World {
                     }
                     f
                 };
-                let (to, now) = if dir == 0 { (b, self.wall(b)) } else { (a, self.wall(a)) };
+                let (to, now) = if dir == 0 {
+                    (b, self.wall(b))
+                } else {
+                    (a, self.wall(a))
+                };
                 let l = &mut self.links[i];
                 let session = if dir == 0 { &mut l.sb } else { &mut l.sa };
                 if session
@@ -378,7 +408,11 @@ impl World {
             let now = self.wall(p);
             let peer = &mut self.peers[p];
             let res = peer.replica.author(&peer.key, ops.clone(), now);
-            self.log.push(format!("{n}: peer{p} {:?} -> {}", ops[0], if res.is_ok() { "ok" } else { "refused" }));
+            self.log.push(format!(
+                "{n}: peer{p} {:?} -> {}",
+                ops[0],
+                if res.is_ok() { "ok" } else { "refused" }
+            ));
         } else if roll < 90 {
             let a = self.rng.below(PEERS as u64) as usize;
             let b = self.rng.below(PEERS as u64) as usize;
@@ -444,7 +478,13 @@ fn run_schedule(seed: u64, steps: usize) -> Result<(), String> {
                 .zip(theirs.lines())
                 .position(|(x, y)| x != y)
                 .unwrap_or(0);
-            let context = |s: &str| s.lines().skip(at.saturating_sub(25)).take(35).collect::<Vec<_>>().join("\n");
+            let context = |s: &str| {
+                s.lines()
+                    .skip(at.saturating_sub(25))
+                    .take(35)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
             return Err(format!(
                 "peer{i} state differs at line {at}:\n{}\n--- vs peer0 ---\n{}\nineffective: {} vs {}",
                 context(&mine),
@@ -479,8 +519,12 @@ fn run_schedule(seed: u64, steps: usize) -> Result<(), String> {
         return Err("rebuilt replica state differs".into());
     }
     // And a snapshot restores to the same state.
-    let restored = Replica::restore(&reference.snapshot(), reference.log().cloned(), ReplicaConfig::default())
-        .map_err(|e| format!("restore failed: {e}"))?;
+    let restored = Replica::restore(
+        &reference.snapshot(),
+        reference.log().cloned(),
+        ReplicaConfig::default(),
+    )
+    .map_err(|e| format!("restore failed: {e}"))?;
     if restored.state_hash() != hash {
         return Err("restored replica state differs".into());
     }
@@ -497,7 +541,10 @@ fn schedules() -> u64 {
 #[test]
 fn seeded_schedules_converge() {
     const STEPS: usize = 120;
-    if let Some(seed) = std::env::var("CIVICBASE_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("CIVICBASE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         if let Err(e) = run_schedule(seed, STEPS) {
             let w = {
                 let mut w = World::new(seed);
@@ -511,15 +558,28 @@ fn seeded_schedules_converge() {
         return;
     }
     let total = schedules();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as u64;
-    let failures: Vec<(u64, String)> = std::thread::scope(|s| {
+    let failures = run_many(total, STEPS);
+    println!("convergence: {total} schedules of {STEPS} steps over {PEERS} peers");
+    if let Some((seed, e)) = failures.first() {
+        let short: String = e.chars().take(3000).collect();
+        panic!("schedule with seed {seed} did not converge: {short}\nreplay with CIVICBASE_SEED={seed}");
+    }
+}
+
+/// Runs schedules `0..total`, in parallel where threads exist.
+#[cfg(not(target_arch = "wasm32"))]
+fn run_many(total: u64, steps: usize) -> Vec<(u64, String)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4) as u64;
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
                     let mut fails = Vec::new();
                     let mut seed = t;
                     while seed < total {
-                        if let Err(e) = run_schedule(seed, STEPS) {
+                        if let Err(e) = run_schedule(seed, steps) {
                             fails.push((seed, e));
                             break;
                         }
@@ -529,11 +589,18 @@ fn seeded_schedules_converge() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("worker")).collect()
-    });
-    println!("convergence: {total} schedules of {STEPS} steps over {PEERS} peers");
-    if let Some((seed, e)) = failures.first() {
-        let short: String = e.chars().take(3000).collect();
-        panic!("schedule with seed {seed} did not converge: {short}\nreplay with CIVICBASE_SEED={seed}");
-    }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    })
+}
+
+/// Runs schedules `0..total` one after the other (wasm32 has no threads).
+#[cfg(target_arch = "wasm32")]
+fn run_many(total: u64, steps: usize) -> Vec<(u64, String)> {
+    (0..total.min(40))
+        .filter_map(|seed| run_schedule(seed, steps).err().map(|e| (seed, e)))
+        .take(1)
+        .collect()
 }

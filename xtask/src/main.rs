@@ -57,6 +57,9 @@ COMMANDS:
     test              Run the native test suite, then the core's wasm32 tests
                       (under Node via wasm-bindgen-test-runner).
                       CIVICBASE_SCHEDULES is passed through unchanged.
+    run               Set up what is missing and run CivicBase: for now the
+                      offline-town walkthrough of the core (two devices work
+                      apart, sync, and a third imports a signed bundle file).
     bench             Run the benchmarks (cargo bench -p civicbase-bench).
     fuzz-build        Build the fuzz targets with cargo-fuzz on nightly, if
                       fuzz/ and cargo-fuzz exist (not part of ci).
@@ -100,6 +103,7 @@ fn run() -> Result<()> {
         "check-invariants" => check_invariants(&ctx),
         "test" => test(&ctx),
         "bench" => bench(&ctx),
+        "run" => run_demo(&ctx),
         "fuzz-build" => fuzz_build(&ctx),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
@@ -936,6 +940,20 @@ fn bench(ctx: &Ctx) -> Result<()> {
         return Ok(());
     }
     run_cmd(&mut ctx.cargo(&["bench", "-p", BENCH_PACKAGE]))
+}
+
+/// `cargo xtask run`: installs what is missing, then runs the offline-town
+/// walkthrough of the core.
+fn run_demo(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    run_cmd(&mut ctx.cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        CORE_PACKAGE,
+        "--example",
+        "offline_town",
+    ]))
 }
 
 /// `cargo xtask fuzz-build`: builds the fuzz targets when `fuzz/`, cargo-fuzz

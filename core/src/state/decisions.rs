@@ -129,7 +129,10 @@ impl Module for Decisions {
     const NAME: &'static str = "decisions";
 
     fn handles(op: &Op) -> bool {
-        matches!(op, Op::Propose { .. } | Op::Vote { .. } | Op::Comment { .. })
+        matches!(
+            op,
+            Op::Propose { .. } | Op::Vote { .. } | Op::Comment { .. }
+        )
     }
 
     fn validate(op: &Op, cx: &OpContext<'_>, state: &SpaceState) -> Result<(), OpError> {

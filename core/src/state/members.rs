@@ -128,7 +128,13 @@ impl MembersState {
         if !m.removals.is_empty() {
             return None;
         }
-        Some(m.roles.values().next_back().copied().unwrap_or(m.initial_role))
+        Some(
+            m.roles
+                .values()
+                .next_back()
+                .copied()
+                .unwrap_or(m.initial_role),
+        )
     }
 
     /// The member a device belongs to now.
@@ -274,7 +280,11 @@ impl Module for Members {
                 if identity::verifying_key(device).is_err() {
                     return Err(OpError::Invalid("the device key is not a valid key"));
                 }
-                if ms.devices.get(device).is_some_and(|d| cx.past.contains(&d.at)) {
+                if ms
+                    .devices
+                    .get(device)
+                    .is_some_and(|d| cx.past.contains(&d.at))
+                {
                     return Err(OpError::AlreadyMember { device: *device });
                 }
                 Ok(())

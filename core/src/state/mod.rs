@@ -144,7 +144,10 @@ impl OpContext<'_> {
     pub fn require(&self, min: Role) -> Result<AuthorId, OpError> {
         match (self.member, self.role) {
             (Some(m), Some(r)) if r >= min => Ok(m),
-            (Some(_), Some(r)) => Err(OpError::Forbidden { needed: min, had: r }),
+            (Some(_), Some(r)) => Err(OpError::Forbidden {
+                needed: min,
+                had: r,
+            }),
             _ => Err(OpError::NotAMember {
                 author: self.stamp.author,
             }),
@@ -213,7 +216,9 @@ pub enum OpError {
         max: u64,
     },
     /// The transfer would take the sender below their credit limit.
-    #[error("transfer of {amount} would take the balance {balance} below the credit limit of -{limit}")]
+    #[error(
+        "transfer of {amount} would take the balance {balance} below the credit limit of -{limit}"
+    )]
     InsufficientCredit {
         /// Balance before, in the entry's causal past.
         balance: i64,

@@ -92,7 +92,11 @@ impl NeedsState {
             })
             .map(|(id, r)| (*id, r))
             .collect();
-        v.sort_by(|a, b| b.1.urgency.cmp(&a.1.urgency).then(b.1.created.cmp(&a.1.created)));
+        v.sort_by(|a, b| {
+            b.1.urgency
+                .cmp(&a.1.urgency)
+                .then(b.1.created.cmp(&a.1.created))
+        });
         v
     }
 }
@@ -120,7 +124,10 @@ impl Module for Needs {
     fn handles(op: &Op) -> bool {
         matches!(
             op,
-            Op::CreateNeed { .. } | Op::ClaimNeed { .. } | Op::CompleteNeed { .. } | Op::ReopenNeed { .. }
+            Op::CreateNeed { .. }
+                | Op::ClaimNeed { .. }
+                | Op::CompleteNeed { .. }
+                | Op::ReopenNeed { .. }
         )
     }
 

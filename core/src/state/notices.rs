@@ -87,7 +87,10 @@ impl Module for Notices {
     fn handles(op: &Op) -> bool {
         matches!(
             op,
-            Op::PostNotice { .. } | Op::EditNotice { .. } | Op::PinNotice { .. } | Op::DeleteNotice { .. }
+            Op::PostNotice { .. }
+                | Op::EditNotice { .. }
+                | Op::PinNotice { .. }
+                | Op::DeleteNotice { .. }
         )
     }
 

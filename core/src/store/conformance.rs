@@ -135,16 +135,31 @@ fn all_entries(r: &Replica) -> Vec<Entry> {
 pub async fn append_and_read_back<S: Store>(store: &S) {
     let (r, ..) = fixture(1);
     let entries = all_entries(&r);
-    store.append(&r.space(), &entries[..3]).await.expect("append");
-    store.append(&r.space(), &entries[3..]).await.expect("append");
+    store
+        .append(&r.space(), &entries[..3])
+        .await
+        .expect("append");
+    store
+        .append(&r.space(), &entries[3..])
+        .await
+        .expect("append");
     let back = store.entries_from(&r.space(), 0).await.expect("read");
     assert_eq!(back, entries, "log must come back in append order");
     let tail = store.entries_from(&r.space(), 5).await.expect("read");
     assert_eq!(tail, entries[5..].to_vec(), "reading from a position");
-    assert_eq!(store.log_len(&r.space()).await.expect("len"), entries.len() as u64);
-    let e = store.entry(&r.space(), &entries[4].id()).await.expect("get");
+    assert_eq!(
+        store.log_len(&r.space()).await.expect("len"),
+        entries.len() as u64
+    );
+    let e = store
+        .entry(&r.space(), &entries[4].id())
+        .await
+        .expect("get");
     assert_eq!(e.as_ref(), Some(&entries[4]));
-    let none = store.entry(&r.space(), &Hash::of(b"nothing")).await.expect("get");
+    let none = store
+        .entry(&r.space(), &Hash::of(b"nothing"))
+        .await
+        .expect("get");
     assert!(none.is_none(), "unknown id must be None");
 }
 
@@ -153,37 +168,65 @@ pub async fn append_is_idempotent<S: Store>(store: &S) {
     let (r, ..) = fixture(2);
     let entries = all_entries(&r);
     store.append(&r.space(), &entries).await.expect("append");
-    store.append(&r.space(), &entries[2..5]).await.expect("append again");
-    assert_eq!(store.log_len(&r.space()).await.expect("len"), entries.len() as u64);
-    assert_eq!(store.entries_from(&r.space(), 0).await.expect("read"), entries);
+    store
+        .append(&r.space(), &entries[2..5])
+        .await
+        .expect("append again");
+    assert_eq!(
+        store.log_len(&r.space()).await.expect("len"),
+        entries.len() as u64
+    );
+    assert_eq!(
+        store.entries_from(&r.space(), 0).await.expect("read"),
+        entries
+    );
 }
 
 /// The stored version vector equals the replica's.
 pub async fn version_vector_tracks_appends<S: Store>(store: &S) {
     let (r, ..) = fixture(3);
-    store.append(&r.space(), &all_entries(&r)).await.expect("append");
-    assert_eq!(store.version_vector(&r.space()).await.expect("vv"), r.version_vector());
+    store
+        .append(&r.space(), &all_entries(&r))
+        .await
+        .expect("append");
+    assert_eq!(
+        store.version_vector(&r.space()).await.expect("vv"),
+        r.version_vector()
+    );
 }
 
 /// Two spaces never see each other's entries.
 pub async fn spaces_are_isolated<S: Store>(store: &S) {
     let (a, ..) = fixture(4);
     let (b, ..) = fixture(5);
-    store.append(&a.space(), &all_entries(&a)).await.expect("append a");
-    store.append(&b.space(), &all_entries(&b)[..2]).await.expect("append b");
+    store
+        .append(&a.space(), &all_entries(&a))
+        .await
+        .expect("append a");
+    store
+        .append(&b.space(), &all_entries(&b)[..2])
+        .await
+        .expect("append b");
     let mut spaces = store.spaces().await.expect("spaces");
     spaces.sort();
     let mut expected = vec![a.space(), b.space()];
     expected.sort();
     assert_eq!(spaces, expected);
     assert_eq!(store.log_len(&b.space()).await.expect("len"), 2);
-    assert_eq!(store.entries_from(&a.space(), 0).await.expect("read"), all_entries(&a));
+    assert_eq!(
+        store.entries_from(&a.space(), 0).await.expect("read"),
+        all_entries(&a)
+    );
 }
 
 /// The latest snapshot is returned.
 pub async fn snapshot_round_trip<S: Store>(store: &S) {
     let (r, ..) = fixture(6);
-    assert!(store.snapshot(&r.space()).await.expect("snapshot").is_none());
+    assert!(store
+        .snapshot(&r.space())
+        .await
+        .expect("snapshot")
+        .is_none());
     let s1 = r.snapshot();
     store.put_snapshot(&r.space(), &s1).await.expect("put");
     let mut s2 = s1.clone();
@@ -196,8 +239,14 @@ pub async fn snapshot_round_trip<S: Store>(store: &S) {
 /// state as the original replica.
 pub async fn load_uses_snapshot_and_tail<S: Store>(store: &S) {
     let (mut r, alice, _) = fixture(7);
-    store.append(&r.space(), &all_entries(&r)).await.expect("append");
-    store.put_snapshot(&r.space(), &r.snapshot()).await.expect("snapshot");
+    store
+        .append(&r.space(), &all_entries(&r))
+        .await
+        .expect("append");
+    store
+        .put_snapshot(&r.space(), &r.snapshot())
+        .await
+        .expect("snapshot");
     let covered = r.len() as u64;
     let mut applied = Vec::new();
     for i in 0..3u64 {
@@ -227,7 +276,10 @@ pub async fn load_uses_snapshot_and_tail<S: Store>(store: &S) {
 /// With no snapshot, loading replays everything to the same state.
 pub async fn load_without_snapshot_rebuilds<S: Store>(store: &S) {
     let (r, ..) = fixture(8);
-    store.append(&r.space(), &all_entries(&r)).await.expect("append");
+    store
+        .append(&r.space(), &all_entries(&r))
+        .await
+        .expect("append");
     let (loaded, report) = load_replica(store, &r.space(), NOW + 200, ReplicaConfig::default())
         .await
         .expect("load");
@@ -264,14 +316,27 @@ pub async fn fork_proofs_persist<S: Store>(store: &S) {
     )
     .expect("valid proof");
     let bytes = encode_fork_proof(&proof);
-    store.append(&r.space(), &all_entries(&r)).await.expect("append");
+    store
+        .append(&r.space(), &all_entries(&r))
+        .await
+        .expect("append");
     store.put_fork_proof(&r.space(), &bytes).await.expect("put");
-    store.put_fork_proof(&r.space(), &bytes).await.expect("put twice");
-    assert_eq!(store.fork_proofs(&r.space()).await.expect("get"), vec![bytes]);
+    store
+        .put_fork_proof(&r.space(), &bytes)
+        .await
+        .expect("put twice");
+    assert_eq!(
+        store.fork_proofs(&r.space()).await.expect("get"),
+        vec![bytes]
+    );
     let (loaded, _) = load_replica(store, &r.space(), NOW + 600, ReplicaConfig::default())
         .await
         .expect("load");
-    assert_eq!(loaded.forks().count(), 1, "the fork flag must survive a reload");
+    assert_eq!(
+        loaded.forks().count(),
+        1,
+        "the fork flag must survive a reload"
+    );
 }
 
 /// Named secrets round-trip and overwrite.
