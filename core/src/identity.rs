@@ -6,6 +6,8 @@
 //! both for single and for batch verification, so that no malleated signature
 //! is ever accepted.
 
+use std::collections::HashMap;
+
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
@@ -122,8 +124,15 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), SignatureError>> 
     let mut sigs = Vec::with_capacity(items.len());
     let mut msgs: Vec<&[u8]> = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
+    // A batch usually holds many entries by few authors: parse (decompress)
+    // each distinct key once.
+    let mut parsed: HashMap<&AuthorId, Result<VerifyingKey, SignatureError>> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let pre = verifying_key(item.author).and_then(|k| check_r(item.signature).map(|()| k));
+        let key = parsed
+            .entry(item.author)
+            .or_insert_with(|| verifying_key(item.author))
+            .clone();
+        let pre = key.and_then(|k| check_r(item.signature).map(|()| k));
         match pre {
             Ok(key) => {
                 keys.push(key);

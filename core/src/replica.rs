@@ -126,13 +126,16 @@ pub enum Ingested {
     ForkDetected(AuthorId),
 }
 
+/// An entry header's canonical bytes and the author's signature over them.
+pub type SignedHeader = (Vec<u8>, [u8; SIGNATURE_LEN]);
+
 /// Proof that an author signed two different entries at one seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkProof {
     /// First signed header (the smaller id).
-    pub a: (Vec<u8>, [u8; SIGNATURE_LEN]),
+    pub a: SignedHeader,
     /// Second signed header.
-    pub b: (Vec<u8>, [u8; SIGNATURE_LEN]),
+    pub b: SignedHeader,
     /// The author.
     pub author: AuthorId,
     /// The seq.
@@ -178,8 +181,8 @@ impl ForkProof {
     /// from the headers.
     pub fn verify(
         space: &SpaceId,
-        a: (Vec<u8>, [u8; SIGNATURE_LEN]),
-        b: (Vec<u8>, [u8; SIGNATURE_LEN]),
+        a: SignedHeader,
+        b: SignedHeader,
     ) -> Result<ForkProof, ForkProofError> {
         let ha = Header::decode(&mut Reader::new(&a.0))?;
         let hb = Header::decode(&mut Reader::new(&b.0))?;
@@ -219,13 +222,7 @@ impl ForkProof {
     /// Decodes the two signed headers (unverified).
     pub fn decode_parts(
         r: &mut Reader<'_>,
-    ) -> Result<
-        (
-            (Vec<u8>, [u8; SIGNATURE_LEN]),
-            (Vec<u8>, [u8; SIGNATURE_LEN]),
-        ),
-        DecodeError,
-    > {
+    ) -> Result<(SignedHeader, SignedHeader), DecodeError> {
         let ha = r
             .bytes("fork header", crate::entry::MAX_HEADER_LEN)?
             .to_vec();
@@ -241,6 +238,8 @@ impl ForkProof {
 /// Per-entry bookkeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Meta {
+    /// Position in the log.
+    pos: u32,
     aidx: u32,
     seq: u64,
     ts: Timestamp,
@@ -261,8 +260,23 @@ struct Chain {
 struct Pending {
     entries: HashMap<EntryId, Entry>,
     waiting: HashMap<EntryId, Vec<EntryId>>,
+    /// Arrival order for eviction; may hold ids already released.
     order: VecDeque<EntryId>,
     bytes: usize,
+}
+
+impl Pending {
+    /// Notes that `id` left the pending set; compacts the order queue when
+    /// stale ids outnumber live ones.
+    fn forget(&mut self, id: &EntryId) {
+        if self.order.front() == Some(id) {
+            self.order.pop_front();
+        }
+        if self.order.len() > 64 && self.order.len() > 2 * self.entries.len() {
+            let entries = &self.entries;
+            self.order.retain(|x| entries.contains_key(x));
+        }
+    }
 }
 
 /// A removal decided to be in force.
@@ -486,7 +500,7 @@ impl Replica {
             .iter()
             .filter_map(|c| Some((c.author?, c.entries.len() as u64, *c.entries.last()?)))
             .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.sort_unstable_by_key(|h| h.0);
         v
     }
 
@@ -500,26 +514,17 @@ impl Replica {
     /// causal order.
     pub fn missing_for(&self, theirs: &VersionVector) -> Vec<&Entry> {
         let mut picked: Vec<(usize, &Entry)> = Vec::new();
-        let positions = self.log_positions();
         for chain in &self.chains {
             let Some(author) = chain.author else { continue };
             let have = theirs.get(&author) as usize;
             for id in chain.entries.iter().skip(have) {
-                if let (Some(e), Some(&pos)) = (self.entries.get(id), positions.get(id)) {
-                    picked.push((pos, e));
+                if let (Some(e), Some(m)) = (self.entries.get(id), self.metas.get(id)) {
+                    picked.push((m.pos as usize, e));
                 }
             }
         }
         picked.sort_unstable_by_key(|(pos, _)| *pos);
         picked.into_iter().map(|(_, e)| e).collect()
-    }
-
-    fn log_positions(&self) -> HashMap<EntryId, usize> {
-        self.log
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i))
-            .collect()
     }
 
     // ------------------------------------------------------------------
@@ -571,7 +576,7 @@ impl Replica {
             }
         }
         if deps.len() > MAX_DEPS {
-            deps.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            deps.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
             deps.truncate(MAX_DEPS);
         }
         for (ts, _) in &deps {
@@ -759,6 +764,7 @@ impl Replica {
         {
             // Evict the oldest waiting entry; a later sync offers it again.
             if let Some(old) = self.pending.order.pop_front() {
+                // The order queue is cleaned lazily: skip ids already released.
                 if let Some(e) = self.pending.entries.remove(&old) {
                     self.pending.bytes -= e.encoded_len();
                 }
@@ -781,7 +787,7 @@ impl Replica {
                     continue;
                 };
                 self.pending.bytes -= entry.encoded_len();
-                self.pending.order.retain(|x| *x != w);
+                self.pending.forget(&w);
                 if self.entries.contains_key(&w) || self.check_fork(&entry).is_some() {
                     continue;
                 }
@@ -860,6 +866,7 @@ impl Replica {
         self.chains[aidx as usize].entries.push(id);
         let removal = ops.iter().any(|o| matches!(o, Op::Remove { .. }));
         let meta = Meta {
+            pos: self.log.len() as u32,
             aidx,
             seq: h.seq,
             ts: h.timestamp,
@@ -1068,7 +1075,12 @@ impl Replica {
             forks: self
                 .forks
                 .values()
-                .map(|p| (p.a.0.clone(), p.a.1.to_vec(), p.b.0.clone(), p.b.1.to_vec()))
+                .map(|p| SnapshotFork {
+                    a: p.a.0.clone(),
+                    sig_a: p.a.1.to_vec(),
+                    b: p.b.0.clone(),
+                    sig_b: p.b.1.to_vec(),
+                })
                 .collect(),
             removal_entries: self.removal_entries.clone(),
             removals_in_force: self.removals_in_force.clone(),
@@ -1121,11 +1133,12 @@ impl Replica {
         }
         r.chains = repr.chains;
         r.log = repr.log;
-        for (ha, sa, hb, sb) in repr.forks {
-            let (Ok(sa), Ok(sb)) = (<[u8; 64]>::try_from(sa), <[u8; 64]>::try_from(sb)) else {
+        for f in repr.forks {
+            let (Ok(sa), Ok(sb)) = (<[u8; 64]>::try_from(f.sig_a), <[u8; 64]>::try_from(f.sig_b))
+            else {
                 return Err(SnapshotError::Corrupt);
             };
-            let p = ForkProof::verify(&r.space, (ha, sa), (hb, sb))
+            let p = ForkProof::verify(&r.space, (f.a, sa), (f.b, sb))
                 .map_err(|_| SnapshotError::Corrupt)?;
             r.forks.insert(p.author, p);
         }
@@ -1268,13 +1281,22 @@ pub enum SnapshotError {
     MissingEntry(EntryId),
 }
 
+/// A fork proof in a snapshot (signatures as vectors: serde has no 64-byte arrays).
+#[derive(Serialize, Deserialize)]
+struct SnapshotFork {
+    a: Vec<u8>,
+    sig_a: Vec<u8>,
+    b: Vec<u8>,
+    sig_b: Vec<u8>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct SnapshotRepr {
     space: SpaceId,
     chains: Vec<Chain>,
     log: Vec<EntryId>,
     metas: Vec<Meta>,
-    forks: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    forks: Vec<SnapshotFork>,
     removal_entries: Vec<EntryId>,
     removals_in_force: Vec<RemovalInForce>,
     ineffective: Vec<EntryId>,

@@ -44,8 +44,7 @@ use thiserror::Error;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Entry, MAX_PAYLOAD_LEN};
 use crate::id::{AuthorId, EntryId, Hash, SpaceId};
-use crate::identity::SIGNATURE_LEN;
-use crate::replica::{ForkProof, ForkProofError, IngestError, Ingested, Replica};
+use crate::replica::{ForkProof, ForkProofError, IngestError, Ingested, Replica, SignedHeader};
 use crate::vv::{VersionVector, MAX_AUTHORS};
 
 /// Frame format version (the leading byte of every frame).
@@ -113,9 +112,9 @@ pub enum Message {
     /// Two signed headers proving a fork.
     Fork {
         /// First signed header.
-        a: (Vec<u8>, [u8; SIGNATURE_LEN]),
+        a: SignedHeader,
         /// Second signed header.
-        b: (Vec<u8>, [u8; SIGNATURE_LEN]),
+        b: SignedHeader,
     },
     /// A piece of a message larger than a frame.
     Chunk {

@@ -66,7 +66,7 @@ impl HeartsState {
             .flatten()
             .filter_map(|s| self.transfers.get(s).map(|t| (*s, t)))
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|t| std::cmp::Reverse(t.0));
         v
     }
 }
