@@ -63,7 +63,36 @@ struct Link {
     to_a: VecDeque<Vec<u8>>,
 }
 
+/// What a schedule exercised, summed over all schedules for the report.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    entries: u64,
+    refused: u64,
+    ineffective: u64,
+    removals: u64,
+    dropped: u64,
+    duplicated: u64,
+    reordered: u64,
+    broken: u64,
+    partitions: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.entries += o.entries;
+        self.refused += o.refused;
+        self.ineffective += o.ineffective;
+        self.removals += o.removals;
+        self.dropped += o.dropped;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.broken += o.broken;
+        self.partitions += o.partitions;
+    }
+}
+
 struct World {
+    tally: Tally,
     rng: Rng,
     peers: Vec<Peer>,
     links: Vec<Link>,
@@ -115,6 +144,7 @@ impl World {
         }
         peers[0].replica = founder_replica;
         let mut w = World {
+            tally: Tally::default(),
             rng,
             peers,
             links: Vec::new(),
@@ -365,13 +395,16 @@ impl World {
                     if q.len() > 1 && rng.chance(10) {
                         let j = 1 + rng.below(q.len() as u64 - 1) as usize;
                         q.swap(0, j);
+                        self.tally.reordered += 1;
                     }
                     let Some(f) = q.pop_front() else { continue };
                     if rng.chance(5) {
-                        continue; // dropped
+                        self.tally.dropped += 1;
+                        continue;
                     }
                     if rng.chance(5) {
-                        q.push_front(f.clone()); // duplicated
+                        self.tally.duplicated += 1;
+                        q.push_front(f.clone());
                     }
                     f
                 };
@@ -387,6 +420,7 @@ impl World {
                     .is_err()
                 {
                     broken = true;
+                    self.tally.broken += 1;
                 }
             }
         }
@@ -408,6 +442,12 @@ impl World {
             let now = self.wall(p);
             let peer = &mut self.peers[p];
             let res = peer.replica.author(&peer.key, ops.clone(), now);
+            if res.is_err() {
+                self.tally.refused += 1;
+            }
+            if res.is_ok() && matches!(ops[0], Op::Remove { .. }) {
+                self.tally.removals += 1;
+            }
             self.log.push(format!(
                 "{n}: peer{p} {:?} -> {}",
                 ops[0],
@@ -429,6 +469,7 @@ impl World {
             let group = self.group.clone();
             self.links.retain(|l| group[l.a] == group[l.b]);
             self.log.push(format!("{n}: partition {group:?}"));
+            self.tally.partitions += 1;
         } else {
             self.group = vec![0; PEERS];
             self.log.push(format!("{n}: heal"));
@@ -453,7 +494,7 @@ impl World {
     }
 }
 
-fn run_schedule(seed: u64, steps: usize) -> Result<(), String> {
+fn run_schedule(seed: u64, steps: usize) -> Result<Tally, String> {
     let mut w = World::new(seed);
     for n in 0..steps {
         w.step(n);
@@ -528,7 +569,10 @@ fn run_schedule(seed: u64, steps: usize) -> Result<(), String> {
     if restored.state_hash() != hash {
         return Err("restored replica state differs".into());
     }
-    Ok(())
+    let mut tally = w.tally;
+    tally.entries = reference.len() as u64;
+    tally.ineffective = reference.ineffective().count() as u64;
+    Ok(tally)
 }
 
 fn schedules() -> u64 {
@@ -558,8 +602,20 @@ fn seeded_schedules_converge() {
         return;
     }
     let total = schedules();
-    let failures = run_many(total, STEPS);
+    let (failures, t) = run_many(total, STEPS);
     println!("convergence: {total} schedules of {STEPS} steps over {PEERS} peers");
+    println!(
+        "  {} entries converged; {} actions refused as unauthorised or invalid; {} removals, {} entries left without effect",
+        t.entries, t.refused, t.removals, t.ineffective
+    );
+    println!(
+        "  frames dropped {}, duplicated {}, reordered {}; sessions broken {}; partitions {}",
+        t.dropped, t.duplicated, t.reordered, t.broken, t.partitions
+    );
+    assert!(
+        t.entries > total * 20 && t.dropped > 0 && t.removals > 0,
+        "the schedules must exercise faults"
+    );
     if let Some((seed, e)) = failures.first() {
         let short: String = e.chars().take(3000).collect();
         panic!("schedule with seed {seed} did not converge: {short}\nreplay with CIVICBASE_SEED={seed}");
@@ -568,7 +624,7 @@ fn seeded_schedules_converge() {
 
 /// Runs schedules `0..total`, in parallel where threads exist.
 #[cfg(not(target_arch = "wasm32"))]
-fn run_many(total: u64, steps: usize) -> Vec<(u64, String)> {
+fn run_many(total: u64, steps: usize) -> (Vec<(u64, String)>, Tally) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4) as u64;
@@ -577,30 +633,42 @@ fn run_many(total: u64, steps: usize) -> Vec<(u64, String)> {
             .map(|t| {
                 s.spawn(move || {
                     let mut fails = Vec::new();
+                    let mut tally = Tally::default();
                     let mut seed = t;
                     while seed < total {
-                        if let Err(e) = run_schedule(seed, steps) {
-                            fails.push((seed, e));
-                            break;
+                        match run_schedule(seed, steps) {
+                            Ok(t) => tally.add(&t),
+                            Err(e) => {
+                                fails.push((seed, e));
+                                break;
+                            }
                         }
                         seed += threads;
                     }
-                    fails
+                    (fails, tally)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("worker"))
-            .collect()
+        let mut fails = Vec::new();
+        let mut tally = Tally::default();
+        for h in handles {
+            let (f, t) = h.join().expect("worker");
+            fails.extend(f);
+            tally.add(&t);
+        }
+        (fails, tally)
     })
 }
 
 /// Runs schedules `0..total` one after the other (wasm32 has no threads).
 #[cfg(target_arch = "wasm32")]
-fn run_many(total: u64, steps: usize) -> Vec<(u64, String)> {
-    (0..total.min(40))
-        .filter_map(|seed| run_schedule(seed, steps).err().map(|e| (seed, e)))
-        .take(1)
-        .collect()
+fn run_many(total: u64, steps: usize) -> (Vec<(u64, String)>, Tally) {
+    let mut tally = Tally::default();
+    for seed in 0..total.min(40) {
+        match run_schedule(seed, steps) {
+            Ok(t) => tally.add(&t),
+            Err(e) => return (vec![(seed, e)], tally),
+        }
+    }
+    (Vec::new(), tally)
 }
