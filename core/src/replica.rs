@@ -220,9 +220,7 @@ impl ForkProof {
     }
 
     /// Decodes the two signed headers (unverified).
-    pub fn decode_parts(
-        r: &mut Reader<'_>,
-    ) -> Result<(SignedHeader, SignedHeader), DecodeError> {
+    pub fn decode_parts(r: &mut Reader<'_>) -> Result<(SignedHeader, SignedHeader), DecodeError> {
         let ha = r
             .bytes("fork header", crate::entry::MAX_HEADER_LEN)?
             .to_vec();
@@ -263,18 +261,48 @@ struct Pending {
     /// Arrival order for eviction; may hold ids already released.
     order: VecDeque<EntryId>,
     bytes: usize,
+    /// Waiting entries per author, so one author cannot crowd out the rest.
+    per_author: HashMap<AuthorId, usize>,
 }
 
 impl Pending {
-    /// Notes that `id` left the pending set; compacts the order queue when
+    fn insert(&mut self, entry: Entry, missing: EntryId) {
+        let id = entry.id();
+        self.bytes += entry.encoded_len();
+        *self.per_author.entry(entry.header().author).or_default() += 1;
+        self.entries.insert(id, entry);
+        self.order.push_back(id);
+        self.waiting.entry(missing).or_default().push(id);
+    }
+
+    /// Takes `id` out of the pending set; compacts the order queue when
     /// stale ids outnumber live ones.
-    fn forget(&mut self, id: &EntryId) {
+    fn remove(&mut self, id: &EntryId) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        self.bytes -= entry.encoded_len();
+        let author = entry.header().author;
+        if let Some(n) = self.per_author.get_mut(&author) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_author.remove(&author);
+            }
+        }
         if self.order.front() == Some(id) {
             self.order.pop_front();
         }
         if self.order.len() > 64 && self.order.len() > 2 * self.entries.len() {
             let entries = &self.entries;
             self.order.retain(|x| entries.contains_key(x));
+        }
+        Some(entry)
+    }
+
+    /// Evicts the oldest waiting entry; a later sync offers it again.
+    fn evict_oldest(&mut self) {
+        while let Some(old) = self.order.pop_front() {
+            if self.remove(&old).is_some() {
+                return;
+            }
         }
     }
 }
@@ -753,27 +781,25 @@ impl Replica {
     }
 
     fn park(&mut self, entry: Entry, missing: EntryId) {
-        let id = entry.id();
-        if self.pending.entries.contains_key(&id) {
+        if self.pending.entries.contains_key(&entry.id()) {
+            return;
+        }
+        // One author may fill at most a sixteenth of the pending set, so a
+        // flood of entries with dependencies that never arrive cannot push
+        // out everyone else's.
+        let per_author_cap = (self.config.max_pending / 16).max(64);
+        let author = entry.header().author;
+        if self.pending.per_author.get(&author).copied().unwrap_or(0) >= per_author_cap {
             return;
         }
         let size = entry.encoded_len();
-        while !self.pending.order.is_empty()
+        while !self.pending.entries.is_empty()
             && (self.pending.entries.len() >= self.config.max_pending
                 || self.pending.bytes + size > self.config.max_pending_bytes)
         {
-            // Evict the oldest waiting entry; a later sync offers it again.
-            if let Some(old) = self.pending.order.pop_front() {
-                // The order queue is cleaned lazily: skip ids already released.
-                if let Some(e) = self.pending.entries.remove(&old) {
-                    self.pending.bytes -= e.encoded_len();
-                }
-            }
+            self.pending.evict_oldest();
         }
-        self.pending.bytes += size;
-        self.pending.entries.insert(id, entry);
-        self.pending.order.push_back(id);
-        self.pending.waiting.entry(missing).or_default().push(id);
+        self.pending.insert(entry, missing);
     }
 
     fn release(&mut self, arrived: EntryId, now_ms: u64, applied: &mut Vec<EntryId>) {
@@ -783,11 +809,9 @@ impl Replica {
                 continue;
             };
             for w in waiters {
-                let Some(entry) = self.pending.entries.remove(&w) else {
+                let Some(entry) = self.pending.remove(&w) else {
                     continue;
                 };
-                self.pending.bytes -= entry.encoded_len();
-                self.pending.forget(&w);
                 if self.entries.contains_key(&w) || self.check_fork(&entry).is_some() {
                     continue;
                 }
@@ -1195,14 +1219,7 @@ fn check_ops(
     let (member, role) = match state.members.resolve(&h.author, past) {
         Some((m, r)) => (Some(m), Some(r)),
         None => {
-            let removed = state.members.devices.get(&h.author).is_some_and(|d| {
-                past.contains(&d.at)
-                    && state
-                        .members
-                        .members
-                        .get(&d.member)
-                        .is_some_and(|m| m.removals.iter().any(|r| past.contains(r)))
-            });
+            let removed = state.members.removed_in(&h.author, past);
             if removed {
                 return Err(IngestError::AuthorRemoved { author: h.author });
             }

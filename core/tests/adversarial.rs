@@ -31,8 +31,8 @@ use common::*;
 fn entry_with_a_flipped_signature_byte_is_refused_and_not_forwarded() {
     let mut t = town();
     let honest = sign_next(&t.r, &t.alice, &[post("hello")], T);
-    // A byte of the signature's R point (it no longer decodes as a curve
-    // point), and one of its scalar S.
+    // A byte of the signature's R point (with these fixed keys the result
+    // is not a curve point: malformed), and one of its scalar S.
     for (byte, why) in [
         (3, SignatureError::Malleable),
         (40, SignatureError::Invalid),
@@ -884,7 +884,7 @@ fn bundle_with_any_flipped_byte_is_refused_whole() {
 
 #[test]
 fn bundle_re_signed_by_an_attacker_imports_good_entries_and_rejects_the_forged_one() {
-    let mut t = busy_town();
+    let t = busy_town();
     let attacker = key(66);
     // The admin's next entry, forged: the attacker cannot sign as the admin.
     let honest = sign_next(
@@ -924,4 +924,48 @@ fn bundle_re_signed_by_an_attacker_imports_good_entries_and_rejects_the_forged_o
     assert!(!target.contains(&forged.id()));
     assert_eq!(target.state_hash(), t.r.state_hash());
     assert_not_forwarded(&mut target, &forged.id(), T);
+}
+
+// ----------------------------------------------------------------------
+// Bounded waiting
+// ----------------------------------------------------------------------
+
+#[test]
+fn a_flood_of_entries_waiting_forever_cannot_push_out_an_honest_waiting_entry() {
+    let mut t = town();
+    let config = ReplicaConfig {
+        max_pending: 256,
+        ..ReplicaConfig::default()
+    };
+    let mut victim = Replica::from_genesis(genesis_of(&t.r), T, config).expect("genesis");
+    // Alice's entry waits for her join and the invite, which the victim lacks.
+    let mut alice_copy = peer_of(&mut t.r, T + 1);
+    let honest = alice_copy
+        .author(&t.alice, vec![post("Water at noon")], T + 2_000)
+        .expect("alice posts");
+    assert_eq!(
+        victim.ingest(honest.clone(), T + 3_000),
+        Ok(Ingested::Pending)
+    );
+    // A stranger floods entries whose backlinks will never exist.
+    let stranger = key(99);
+    for i in 0..2_000u64 {
+        let e = Entry::sign(
+            &stranger,
+            victim.space(),
+            i + 1,
+            Some(Hash::of(&i.to_le_bytes())),
+            Vec::new(),
+            civicbase_core::Timestamp::from_millis(T + 10 + i),
+            civicbase_core::op::encode_payload(&[post("spam")]),
+        );
+        assert_eq!(victim.ingest(e, T + 3_000), Ok(Ingested::Pending));
+    }
+    assert!(victim.pending_len() <= 256, "the pending set is bounded");
+    // When what Alice's entry waits for arrives, it is applied.
+    pump(&mut alice_copy, &mut victim, T + 3_000);
+    assert!(
+        victim.contains(&honest.id()),
+        "the honest entry survived the flood"
+    );
 }

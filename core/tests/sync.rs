@@ -46,14 +46,12 @@ fn post(r: &mut Replica, key: &Keypair, i: u64) {
 /// Exchanges frames in alternating half-rounds until neither side has
 /// anything to send. Returns the number of half-rounds that carried frames.
 fn pump(a: &mut Replica, sa: &mut SyncSession, b: &mut Replica, sb: &mut SyncSession) -> usize {
-    let mut halves = 0;
-    for _ in 0..50 {
+    for halves in 0..50 {
         let to_b: Vec<_> = std::iter::from_fn(|| sa.poll_transmit()).collect();
         let to_a: Vec<_> = std::iter::from_fn(|| sb.poll_transmit()).collect();
         if to_b.is_empty() && to_a.is_empty() {
             return halves;
         }
-        halves += 1;
         for f in to_b {
             assert!(f.len() <= MAX_FRAME, "frame of {} bytes", f.len());
             sb.handle_frame(&f, b, T + 100_000).expect("frame to b");

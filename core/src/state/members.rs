@@ -12,24 +12,50 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{check_text, Lww, Module, OpContext, OpError, Past, SpaceState, Stamp};
-use crate::hlc::Timestamp;
 use crate::id::{AuthorId, Hash, SpaceId};
 use crate::identity;
 use crate::op::{Op, Role, MAX_NAME};
 
-/// An invite as created.
+/// One issuing of an invite key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteFact {
-    /// Where it was created.
-    pub at: Stamp,
+pub struct InviteGrant {
     /// The inviting member.
     pub by: AuthorId,
     /// The role it grants.
     pub role: Role,
-    /// Expiry, Unix ms.
+    /// Expiry, Unix ms (a join is valid through this millisecond).
     pub expires_ms: u64,
+}
+
+/// Everything known about one invite key. A key is normally issued once;
+/// concurrent issuings of one key are all kept so that every question asked
+/// relative to a causal past sees exactly the facts in that past.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    /// Issuings by stamp.
+    pub issued: BTreeMap<Stamp, InviteGrant>,
     /// Revocations.
     pub revoked: BTreeSet<Stamp>,
+}
+
+impl Invite {
+    /// The earliest issuing in `past`.
+    pub fn in_past(&self, past: &Past<'_>) -> Option<&InviteGrant> {
+        self.issued
+            .iter()
+            .find(|(at, _)| past.contains(at))
+            .map(|(_, g)| g)
+    }
+
+    /// The earliest issuing known.
+    pub fn grant(&self) -> Option<&InviteGrant> {
+        self.issued.values().next()
+    }
+
+    /// Whether a revocation is known.
+    pub fn is_revoked(&self) -> bool {
+        !self.revoked.is_empty()
+    }
 }
 
 /// Facts about one member.
@@ -47,13 +73,27 @@ pub struct MemberFacts {
     pub removals: BTreeSet<Stamp>,
 }
 
-/// A device and the member it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceFact {
-    /// The member.
-    pub member: AuthorId,
-    /// Where the device was joined or linked.
-    pub at: Stamp,
+/// The links of one device key to a member. A device normally has one;
+/// concurrent links are all kept and the earliest in a causal past counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceFacts {
+    /// Links by stamp: where the device was joined or linked, to which member.
+    pub links: BTreeMap<Stamp, AuthorId>,
+}
+
+impl DeviceFacts {
+    /// The earliest link in `past`.
+    pub fn in_past(&self, past: &Past<'_>) -> Option<(Stamp, AuthorId)> {
+        self.links
+            .iter()
+            .find(|(at, _)| past.contains(at))
+            .map(|(at, m)| (*at, *m))
+    }
+
+    /// The earliest link known.
+    pub fn member(&self) -> Option<AuthorId> {
+        self.links.values().next().copied()
+    }
 }
 
 /// State of the Members module.
@@ -66,11 +106,11 @@ pub struct MembersState {
     /// Credit limit of members with none of their own.
     pub default_credit_limit: u64,
     /// Invites by public key.
-    pub invites: BTreeMap<AuthorId, InviteFact>,
+    pub invites: BTreeMap<AuthorId, Invite>,
     /// Members by member id.
     pub members: BTreeMap<AuthorId, MemberFacts>,
     /// Devices by key.
-    pub devices: BTreeMap<AuthorId, DeviceFact>,
+    pub devices: BTreeMap<AuthorId, DeviceFacts>,
 }
 
 /// A member as the UI shows it.
@@ -99,12 +139,9 @@ pub fn join_statement(space: &SpaceId, joiner: &AuthorId) -> Hash {
 impl MembersState {
     /// The member and role of `device` as seen in `past`.
     pub fn resolve(&self, device: &AuthorId, past: &Past<'_>) -> Option<(AuthorId, Role)> {
-        let dev = self.devices.get(device)?;
-        if !past.contains(&dev.at) {
-            return None;
-        }
-        let role = self.role_in(&dev.member, past)?;
-        Some((dev.member, role))
+        let (_, member) = self.devices.get(device)?.in_past(past)?;
+        let role = self.role_in(&member, past)?;
+        Some((member, role))
     }
 
     /// The role of `member` as seen in `past`; `None` if not (or no longer) a member.
@@ -139,7 +176,17 @@ impl MembersState {
 
     /// The member a device belongs to now.
     pub fn member_of(&self, device: &AuthorId) -> Option<AuthorId> {
-        self.devices.get(device).map(|d| d.member)
+        self.devices.get(device).and_then(DeviceFacts::member)
+    }
+
+    /// Whether `device` belongs to a member who was removed, as seen in `past`.
+    pub fn removed_in(&self, device: &AuthorId, past: &Past<'_>) -> bool {
+        let Some((_, member)) = self.devices.get(device).and_then(|d| d.in_past(past)) else {
+            return false;
+        };
+        self.members
+            .get(&member)
+            .is_some_and(|m| m.removals.iter().any(|r| past.contains(r)))
     }
 
     /// All members, sorted by id.
@@ -159,7 +206,7 @@ impl MembersState {
                 devices: self
                     .devices
                     .iter()
-                    .filter(|(_, d)| d.member == *id)
+                    .filter(|(_, d)| d.member() == Some(*id))
                     .map(|(k, _)| *k)
                     .collect(),
             })
@@ -178,13 +225,11 @@ impl MembersState {
     }
 
     fn add_device(&mut self, device: AuthorId, member: AuthorId, at: Stamp) {
-        // Concurrent links of one device: the earliest stamp wins everywhere.
-        match self.devices.get(&device) {
-            Some(existing) if existing.at <= at => {}
-            _ => {
-                self.devices.insert(device, DeviceFact { member, at });
-            }
-        }
+        self.devices
+            .entry(device)
+            .or_default()
+            .links
+            .insert(at, member);
     }
 }
 
@@ -224,16 +269,21 @@ impl Module for Members {
                 if identity::verifying_key(key).is_err() {
                     return Err(OpError::Invite("the invite key is not a valid key"));
                 }
-                if ms.invites.get(key).is_some_and(|i| cx.past.contains(&i.at)) {
+                if ms
+                    .invites
+                    .get(key)
+                    .and_then(|i| i.in_past(cx.past))
+                    .is_some()
+                {
                     return Err(OpError::Invite("an invite with this key already exists"));
                 }
                 Ok(())
             }
             Op::RevokeInvite { key } => {
                 let me = cx.require(Role::Coordinator)?;
-                match ms.invites.get(key) {
-                    Some(i) if cx.past.contains(&i.at) => {
-                        if i.by != me && cx.role != Some(Role::Admin) {
+                match ms.invites.get(key).and_then(|i| i.in_past(cx.past)) {
+                    Some(grant) => {
+                        if grant.by != me && cx.role != Some(Role::Admin) {
                             return Err(OpError::Forbidden {
                                 needed: Role::Admin,
                                 had: cx.role.unwrap_or(Role::Viewer),
@@ -241,7 +291,7 @@ impl Module for Members {
                         }
                         Ok(())
                     }
-                    _ => Err(OpError::Invite("unknown invite")),
+                    None => Err(OpError::Invite("unknown invite")),
                 }
             }
             Op::Join {
@@ -253,20 +303,21 @@ impl Module for Members {
                 if ms
                     .devices
                     .get(&cx.stamp.author)
-                    .is_some_and(|d| cx.past.contains(&d.at))
+                    .and_then(|d| d.in_past(cx.past))
+                    .is_some()
                 {
                     return Err(OpError::AlreadyMember {
                         device: cx.stamp.author,
                     });
                 }
-                let inv = match ms.invites.get(invite) {
-                    Some(i) if cx.past.contains(&i.at) => i,
-                    _ => return Err(OpError::Invite("unknown invite")),
+                let inv = ms.invites.get(invite);
+                let Some(grant) = inv.and_then(|i| i.in_past(cx.past)) else {
+                    return Err(OpError::Invite("unknown invite"));
                 };
-                if inv.revoked.iter().any(|r| cx.past.contains(r)) {
+                if inv.is_some_and(|i| i.revoked.iter().any(|r| cx.past.contains(r))) {
                     return Err(OpError::Invite("the invite was revoked"));
                 }
-                if cx.stamp.ts > Timestamp::from_millis(inv.expires_ms) {
+                if cx.stamp.ts.wall_ms() > grant.expires_ms {
                     return Err(OpError::Invite("the invite has expired"));
                 }
                 // The inviter must still be a member where the invite was made;
@@ -283,7 +334,8 @@ impl Module for Members {
                 if ms
                     .devices
                     .get(device)
-                    .is_some_and(|d| cx.past.contains(&d.at))
+                    .and_then(|d| d.in_past(cx.past))
+                    .is_some()
                 {
                     return Err(OpError::AlreadyMember { device: *device });
                 }
@@ -350,25 +402,18 @@ impl Module for Members {
                 role,
                 expires_ms,
             } => {
-                let fact = InviteFact {
-                    at,
-                    by: cx.member.unwrap_or(at.author),
-                    role: *role,
-                    expires_ms: *expires_ms,
+                let invite = ms.invites.entry(*key).or_insert_with(|| Invite {
+                    issued: BTreeMap::new(),
                     revoked: BTreeSet::new(),
-                };
-                match ms.invites.get_mut(key) {
-                    // Two concurrent invites with one key: the earliest wins,
-                    // keeping revocations already recorded.
-                    Some(existing) if existing.at > at => {
-                        let revoked = std::mem::take(&mut existing.revoked);
-                        *existing = InviteFact { revoked, ..fact };
-                    }
-                    Some(_) => {}
-                    None => {
-                        ms.invites.insert(*key, fact);
-                    }
-                }
+                });
+                invite.issued.insert(
+                    at,
+                    InviteGrant {
+                        by: cx.member.unwrap_or(at.author),
+                        role: *role,
+                        expires_ms: *expires_ms,
+                    },
+                );
             }
             Op::RevokeInvite { key } => {
                 if let Some(i) = ms.invites.get_mut(key) {
@@ -376,7 +421,11 @@ impl Module for Members {
                 }
             }
             Op::Join { invite, name, .. } => {
-                let role = ms.invites.get(invite).map_or(Role::Viewer, |i| i.role);
+                let role = ms
+                    .invites
+                    .get(invite)
+                    .and_then(|i| i.in_past(cx.past))
+                    .map_or(Role::Viewer, |g| g.role);
                 let member = at.author;
                 let facts = ms.members.entry(member).or_insert_with(|| MemberFacts {
                     joined: at,

@@ -44,6 +44,8 @@ pub struct NeedRecord {
     pub claimer: Lww<Option<AuthorId>>,
     /// Every claim ever made (member, where), for the record.
     pub claims: BTreeSet<(AuthorId, Stamp)>,
+    /// Every reopening.
+    pub reopens: BTreeSet<Stamp>,
 }
 
 impl NeedRecord {
@@ -153,10 +155,11 @@ impl Module for Needs {
             Op::CompleteNeed { need } => {
                 let me = cx.require(Role::Member)?;
                 let r = existing(state, cx, need)?;
-                let claimed_by_me = r
-                    .claims
-                    .iter()
-                    .any(|(m, at)| *m == me && cx.past.contains(at));
+                // A claim counts if no reopening in the past came after it.
+                let last_reopen = r.reopens.iter().rev().find(|s| cx.past.contains(s));
+                let claimed_by_me = r.claims.iter().any(|(m, at)| {
+                    *m == me && cx.past.contains(at) && last_reopen.is_none_or(|ro| at > ro)
+                });
                 if r.author != me && !claimed_by_me {
                     cx.require(Role::Coordinator)?;
                 }
@@ -201,6 +204,7 @@ impl Module for Needs {
                         status: Lww::new(NeedStatus::Open, at),
                         claimer: Lww::new(None, at),
                         claims: BTreeSet::new(),
+                        reopens: BTreeSet::new(),
                     },
                 );
             }
@@ -218,6 +222,7 @@ impl Module for Needs {
             }
             Op::ReopenNeed { need } => {
                 if let Some(r) = records.get_mut(need) {
+                    r.reopens.insert(at);
                     r.status.set(NeedStatus::Open, at);
                     r.claimer.set(None, at);
                 }

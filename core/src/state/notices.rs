@@ -1,6 +1,6 @@
 //! Notices: announcements and posts, pinned by coordinators.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +21,15 @@ pub struct Notice {
     pub body: Lww<String>,
     /// Pinned register.
     pub pinned: Lww<bool>,
-    /// Tombstone: the earliest deletion, if any. Deletion is final.
-    pub deleted: Option<Stamp>,
+    /// Tombstones: every deletion. Deletion is final.
+    pub deletions: BTreeSet<Stamp>,
+}
+
+impl Notice {
+    /// Whether the notice was deleted.
+    pub fn is_deleted(&self) -> bool {
+        !self.deletions.is_empty()
+    }
 }
 
 /// State of the Notices module.
@@ -38,7 +45,7 @@ impl NoticesState {
         let mut v: Vec<_> = self
             .notices
             .iter()
-            .filter(|(_, n)| n.deleted.is_none())
+            .filter(|(_, n)| !n.is_deleted())
             .map(|(id, n)| (*id, n))
             .collect();
         v.sort_by(|a, b| {
@@ -61,7 +68,7 @@ fn existing<'a>(
 ) -> Result<&'a Notice, OpError> {
     match state.notices.notices.get(id) {
         Some(n) if cx.past.contains(&n.created) => {
-            if n.deleted.is_some_and(|d| cx.past.contains(&d)) {
+            if n.deletions.iter().any(|d| cx.past.contains(d)) {
                 return Err(OpError::Deleted { kind: "notice" });
             }
             Ok(n)
@@ -141,7 +148,7 @@ impl Module for Notices {
                         title: Lww::new(title.clone(), at),
                         body: Lww::new(body.clone(), at),
                         pinned: Lww::new(false, at),
-                        deleted: None,
+                        deletions: BTreeSet::new(),
                     },
                 );
             }
@@ -166,7 +173,7 @@ impl Module for Notices {
             }
             Op::DeleteNotice { notice } => {
                 if let Some(n) = notices.get_mut(notice) {
-                    n.deleted = Some(n.deleted.map_or(at, |d| d.min(at)));
+                    n.deletions.insert(at);
                 }
             }
             _ => {}
