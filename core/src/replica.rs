@@ -1133,6 +1133,19 @@ impl Replica {
         entries: impl IntoIterator<Item = Entry>,
         config: ReplicaConfig,
     ) -> Result<Replica, SnapshotError> {
+        Self::restore_partial(snapshot, entries, config).map(|(r, _)| r)
+    }
+
+    /// Like [`Replica::restore`], but `entries` may hold more than the
+    /// snapshot covers (for example a whole stored log, whose order can
+    /// differ from the order this replica applied them in): the entries the
+    /// snapshot does not cover are returned, in their input order, for the
+    /// caller to ingest after it.
+    pub fn restore_partial(
+        snapshot: &Snapshot,
+        entries: impl IntoIterator<Item = Entry>,
+        config: ReplicaConfig,
+    ) -> Result<(Replica, Vec<Entry>), SnapshotError> {
         let repr: SnapshotRepr = match snapshot.bytes.split_first() {
             Some((&SNAPSHOT_VERSION, rest)) => {
                 postcard::from_bytes(rest).map_err(|_| SnapshotError::Corrupt)?
@@ -1143,7 +1156,16 @@ impl Replica {
         if repr.metas.len() != repr.log.len() {
             return Err(SnapshotError::Corrupt);
         }
-        let mut by_id: HashMap<EntryId, Entry> = entries.into_iter().map(|e| (e.id(), e)).collect();
+        let covered: HashSet<EntryId> = repr.log.iter().copied().collect();
+        let mut by_id: HashMap<EntryId, Entry> = HashMap::with_capacity(covered.len());
+        let mut rest = Vec::new();
+        for e in entries {
+            if covered.contains(&e.id()) {
+                by_id.insert(e.id(), e);
+            } else {
+                rest.push(e);
+            }
+        }
         let mut r = Replica::empty(repr.space, config);
         for (id, meta) in repr.log.iter().zip(repr.metas) {
             let e = by_id.remove(id).ok_or(SnapshotError::MissingEntry(*id))?;
@@ -1172,7 +1194,7 @@ impl Replica {
         r.plain = repr.plain;
         r.effective = repr.effective;
         r.clock.observe(repr.clock);
-        Ok(r)
+        Ok((r, rest))
     }
 
     /// Rebuilds a replica from entries in a causal order (for example the

@@ -106,33 +106,27 @@ pub async fn load_replica<S: Store>(
     now_ms: u64,
     config: ReplicaConfig,
 ) -> Result<(Replica, LoadReport), LoadError<S::Error>> {
-    let mut entries = store
+    let entries = store
         .entries_from(space, 0)
         .await
         .map_err(LoadError::Store)?;
     if entries.is_empty() {
         return Err(LoadError::Empty);
     }
+    let total = entries.len() as u64;
     let mut report = LoadReport::default();
     let snapshot = store.snapshot(space).await.map_err(LoadError::Store)?;
-    let restored = snapshot.and_then(|s| {
-        let n = (s.entries as usize).min(entries.len());
-        let tail = entries.split_off(n);
-        match Replica::restore(&s, entries.iter().cloned(), config) {
-            Ok(r) => {
-                report.from_snapshot = n as u64;
-                Some((r, tail))
-            }
-            Err(_) => {
-                entries.extend(tail);
-                None
-            }
-        }
-    });
-    let (mut replica, tail) = match restored {
-        Some(x) => x,
-        None => (Replica::empty(*space, config), std::mem::take(&mut entries)),
+    // The snapshot names the entries it covers; the rest of the log, in
+    // stored (causal) order, is the tail. A snapshot that cannot be used is
+    // ignored and everything is replayed.
+    let (mut replica, tail) = match snapshot {
+        Some(s) => match Replica::restore_partial(&s, entries.iter().cloned(), config) {
+            Ok(x) => x,
+            Err(_) => (Replica::empty(*space, config), entries),
+        },
+        None => (Replica::empty(*space, config), entries),
     };
+    report.from_snapshot = total - tail.len() as u64;
     report.replayed = tail.len() as u64;
     // These entries were verified when they were first received.
     for r in tail.into_iter().map(|e| replica.ingest_trusted(e, now_ms)) {
