@@ -68,6 +68,49 @@ pub trait Store {
     async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, Self::Error>;
 }
 
+/// A shared store is a store: several engines (tabs) of one device can
+/// work on one database.
+impl<S: Store> Store for std::rc::Rc<S> {
+    type Error = S::Error;
+
+    async fn spaces(&self) -> Result<Vec<SpaceId>, Self::Error> {
+        (**self).spaces().await
+    }
+    async fn append(&self, space: &SpaceId, entries: &[Entry]) -> Result<(), Self::Error> {
+        (**self).append(space, entries).await
+    }
+    async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, Self::Error> {
+        (**self).entries_from(space, from).await
+    }
+    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, Self::Error> {
+        (**self).entry(space, id).await
+    }
+    async fn log_len(&self, space: &SpaceId) -> Result<u64, Self::Error> {
+        (**self).log_len(space).await
+    }
+    async fn version_vector(&self, space: &SpaceId) -> Result<VersionVector, Self::Error> {
+        (**self).version_vector(space).await
+    }
+    async fn put_snapshot(&self, space: &SpaceId, snapshot: &Snapshot) -> Result<(), Self::Error> {
+        (**self).put_snapshot(space, snapshot).await
+    }
+    async fn snapshot(&self, space: &SpaceId) -> Result<Option<Snapshot>, Self::Error> {
+        (**self).snapshot(space).await
+    }
+    async fn put_fork_proof(&self, space: &SpaceId, proof: &[u8]) -> Result<(), Self::Error> {
+        (**self).put_fork_proof(space, proof).await
+    }
+    async fn fork_proofs(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, Self::Error> {
+        (**self).fork_proofs(space).await
+    }
+    async fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), Self::Error> {
+        (**self).put_secret(name, value).await
+    }
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, Self::Error> {
+        (**self).secret(name).await
+    }
+}
+
 /// Encodes a fork proof for [`Store::put_fork_proof`].
 pub fn encode_fork_proof(p: &ForkProof) -> Vec<u8> {
     let mut w = Writer::default();

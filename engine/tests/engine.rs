@@ -1,0 +1,429 @@
+//! The engine end to end on in-memory stores: identity, spaces, actions,
+//! persistence across restarts, two devices over pipes, two tabs on one
+//! store, a full quota, and bundles.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use civicbase_core::op::{encode_payload, Op};
+use civicbase_core::store::conformance::block_on;
+use civicbase_core::store::{MemoryStore, MemoryStoreError, Store};
+use civicbase_core::{Entry, EntryId, SpaceId, VersionVector};
+use civicbase_engine::{Engine, FixedEnv, PipeId, StorageError};
+use civicbase_proto::{ErrorCode, Event, Request, RequestBody, ResponseBody, ViewData, ViewQuery};
+
+const T: u64 = 1_760_000_000_000;
+
+fn ask<S: Store>(
+    e: &mut Engine<S>,
+    env: &FixedEnv,
+    body: RequestBody,
+) -> Result<ResponseBody, civicbase_proto::ErrorInfo>
+where
+    S::Error: StorageError,
+{
+    match block_on(e.handle(Request { id: 1, body }, env)) {
+        Event::Response { result, .. } => result,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn ok<S: Store>(e: &mut Engine<S>, env: &FixedEnv, body: RequestBody) -> ResponseBody
+where
+    S::Error: StorageError,
+{
+    ask(e, env, body).expect("request succeeds")
+}
+
+fn device<S: Store>(store: S, env: &FixedEnv, name: &str) -> Engine<S>
+where
+    S::Error: StorageError,
+{
+    let mut e = block_on(Engine::open(store, env)).expect("open");
+    ok(
+        &mut e,
+        env,
+        RequestBody::CreateIdentity { name: name.into() },
+    );
+    e
+}
+
+fn new_space<S: Store>(e: &mut Engine<S>, env: &FixedEnv) -> [u8; 32]
+where
+    S::Error: StorageError,
+{
+    match ok(
+        e,
+        env,
+        RequestBody::CreateSpace {
+            name: "Crisis staff".into(),
+            default_credit_limit: 5,
+        },
+    ) {
+        ResponseBody::Space(s) => s.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn post<S: Store>(
+    e: &mut Engine<S>,
+    env: &FixedEnv,
+    space: [u8; 32],
+    title: &str,
+) -> Result<ResponseBody, civicbase_proto::ErrorInfo>
+where
+    S::Error: StorageError,
+{
+    env.advance(10);
+    ask(
+        e,
+        env,
+        RequestBody::Act {
+            space,
+            payload: encode_payload(&[Op::PostNotice {
+                title: title.into(),
+                body: String::new(),
+            }]),
+        },
+    )
+}
+
+fn notice_titles<S: Store>(e: &mut Engine<S>, env: &FixedEnv, space: [u8; 32]) -> Vec<String>
+where
+    S::Error: StorageError,
+{
+    match ok(
+        e,
+        env,
+        RequestBody::View {
+            space,
+            query: ViewQuery::Notices {
+                offset: 0,
+                limit: 100,
+            },
+        },
+    ) {
+        ResponseBody::View(ViewData::Notices(p)) => {
+            let mut t: Vec<String> = p.items.into_iter().map(|n| n.title).collect();
+            t.sort();
+            t
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Moves frames between two engines' pipes until both are quiet.
+fn pump<A: Store, B: Store>(
+    a: &mut Engine<A>,
+    pa: PipeId,
+    b: &mut Engine<B>,
+    pb: PipeId,
+    env: &FixedEnv,
+) where
+    A::Error: StorageError,
+    B::Error: StorageError,
+{
+    for _ in 0..50 {
+        let to_b = a.pipe_output(pa);
+        let to_a = b.pipe_output(pb);
+        if to_a.is_empty() && to_b.is_empty() {
+            return;
+        }
+        for f in to_b {
+            block_on(b.pipe_input(pb, &f, env)).expect("frame");
+        }
+        for f in to_a {
+            block_on(a.pipe_input(pa, &f, env)).expect("frame");
+        }
+    }
+    panic!("pipes did not settle");
+}
+
+#[test]
+fn actions_persist_across_a_restart_and_identity_survives() {
+    let env = FixedEnv::new(T, 1);
+    let store = Rc::new(MemoryStore::new());
+    let mut e = device(store.clone(), &env, "Alice");
+    let space = new_space(&mut e, &env);
+    post(&mut e, &env, space, "Water at the school").expect("post");
+    let backup = match ok(&mut e, &env, RequestBody::ExportIdentity) {
+        ResponseBody::Backup(b) => b,
+        other => panic!("{other:?}"),
+    };
+    drop(e);
+    let mut again = block_on(Engine::open(store, &env)).expect("reopen");
+    assert_eq!(
+        notice_titles(&mut again, &env, space),
+        ["Water at the school"]
+    );
+    match ok(&mut again, &env, RequestBody::Init) {
+        ResponseBody::Ready {
+            identity, spaces, ..
+        } => {
+            assert_eq!(identity.expect("identity").name, "Alice");
+            assert_eq!(spaces.len(), 1);
+            assert_eq!(spaces[0].role, Some(3), "the founder is admin");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The backup restores the same device key elsewhere.
+    let mut other = block_on(Engine::open(MemoryStore::new(), &env)).expect("open");
+    match ok(
+        &mut other,
+        &env,
+        RequestBody::RestoreIdentity {
+            backup: backup.clone(),
+        },
+    ) {
+        ResponseBody::Identity(i) => {
+            assert_eq!(Some(civicbase_core::AuthorId(i.device)), again.device())
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut typo = backup.clone();
+    typo.replace_range(20..21, if &backup[20..21] == "a" { "b" } else { "a" });
+    let mut third = block_on(Engine::open(MemoryStore::new(), &env)).expect("open");
+    let e = ask(
+        &mut third,
+        &env,
+        RequestBody::RestoreIdentity { backup: typo },
+    )
+    .expect_err("typo");
+    assert_eq!(e.code, ErrorCode::BadFile);
+}
+
+#[test]
+fn a_second_device_joins_by_invite_link_and_syncs_over_a_pipe() {
+    let env = FixedEnv::new(T, 2);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let mut b = device(MemoryStore::new(), &env, "Bob");
+    let space = new_space(&mut a, &env);
+    post(&mut a, &env, space, "Shelter open").expect("post");
+    let fragment = match ok(
+        &mut a,
+        &env,
+        RequestBody::CreateInvite {
+            space,
+            role: 1,
+            valid_hours: 24,
+        },
+    ) {
+        ResponseBody::Invite { fragment } => fragment,
+        other => panic!("{other:?}"),
+    };
+    // Bob has nothing of the space yet: the join waits for its data.
+    assert_eq!(
+        ok(&mut b, &env, RequestBody::JoinSpace { fragment }),
+        ResponseBody::JoinPending { space }
+    );
+    let pa = a
+        .open_pipe(
+            SpaceId::from(civicbase_core::Hash(space)),
+            "bob".into(),
+            "test".into(),
+        )
+        .expect("pipe");
+    let pb = b
+        .open_pipe(civicbase_core::Hash(space), "alice".into(), "test".into())
+        .expect("pipe");
+    pump(&mut a, pa, &mut b, pb, &env);
+    // Bob's join was made as soon as the invite arrived, and went back.
+    assert_eq!(notice_titles(&mut b, &env, space), ["Shelter open"]);
+    post(&mut b, &env, space, "Bob can drive").expect("bob is a member");
+    pump(&mut a, pa, &mut b, pb, &env);
+    assert_eq!(
+        notice_titles(&mut a, &env, space),
+        ["Bob can drive", "Shelter open"]
+    );
+    let members = match ok(
+        &mut a,
+        &env,
+        RequestBody::View {
+            space,
+            query: ViewQuery::Members,
+        },
+    ) {
+        ResponseBody::View(ViewData::Members(m)) => m.members,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .len(),
+        2
+    );
+    assert_eq!(
+        a.replica(&civicbase_core::Hash(space))
+            .map(|r| r.state_hash()),
+        b.replica(&civicbase_core::Hash(space))
+            .map(|r| r.state_hash())
+    );
+}
+
+#[test]
+fn two_tabs_on_one_store_never_fork_their_shared_device() {
+    let env = FixedEnv::new(T, 3);
+    let store = Rc::new(MemoryStore::new());
+    let mut tab1 = device(store.clone(), &env, "Alice");
+    let space = new_space(&mut tab1, &env);
+    let mut tab2 = block_on(Engine::open(store.clone(), &env)).expect("second tab");
+    // Interleaved writes by the same device key from both tabs.
+    for i in 0..5 {
+        post(&mut tab1, &env, space, &format!("from tab 1 #{i}")).expect("tab 1");
+        post(&mut tab2, &env, space, &format!("from tab 2 #{i}")).expect("tab 2");
+    }
+    block_on(tab1.catch_up(&civicbase_core::Hash(space), &env)).expect("catch up");
+    let r1 = tab1.replica(&civicbase_core::Hash(space)).expect("space");
+    let r2 = tab2.replica(&civicbase_core::Hash(space)).expect("space");
+    assert_eq!(r1.forks().count(), 0, "no fork");
+    assert_eq!(r1.state_hash(), r2.state_hash());
+    assert_eq!(notice_titles(&mut tab1, &env, space).len(), 10);
+    let stored = block_on(store.log_len(&civicbase_core::Hash(space))).expect("len");
+    assert_eq!(stored, 11, "genesis and ten notices, each stored once");
+}
+
+/// A store whose appends fail with a full quota while `full` is set.
+struct TinyStore {
+    inner: MemoryStore,
+    full: Cell<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TinyError {
+    #[error("QuotaExceededError")]
+    Quota,
+    #[error(transparent)]
+    Inner(#[from] MemoryStoreError),
+}
+
+impl StorageError for TinyError {
+    fn is_quota_exceeded(&self) -> bool {
+        matches!(self, TinyError::Quota)
+    }
+}
+
+impl Store for &TinyStore {
+    type Error = TinyError;
+    async fn spaces(&self) -> Result<Vec<SpaceId>, TinyError> {
+        Ok(self.inner.spaces().await?)
+    }
+    async fn append(&self, space: &SpaceId, entries: &[Entry]) -> Result<(), TinyError> {
+        if self.full.get() {
+            return Err(TinyError::Quota);
+        }
+        Ok(self.inner.append(space, entries).await?)
+    }
+    async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, TinyError> {
+        Ok(self.inner.entries_from(space, from).await?)
+    }
+    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, TinyError> {
+        Ok(self.inner.entry(space, id).await?)
+    }
+    async fn log_len(&self, space: &SpaceId) -> Result<u64, TinyError> {
+        Ok(self.inner.log_len(space).await?)
+    }
+    async fn version_vector(&self, space: &SpaceId) -> Result<VersionVector, TinyError> {
+        Ok(self.inner.version_vector(space).await?)
+    }
+    async fn put_snapshot(
+        &self,
+        space: &SpaceId,
+        s: &civicbase_core::replica::Snapshot,
+    ) -> Result<(), TinyError> {
+        Ok(self.inner.put_snapshot(space, s).await?)
+    }
+    async fn snapshot(
+        &self,
+        space: &SpaceId,
+    ) -> Result<Option<civicbase_core::replica::Snapshot>, TinyError> {
+        Ok(self.inner.snapshot(space).await?)
+    }
+    async fn put_fork_proof(&self, space: &SpaceId, p: &[u8]) -> Result<(), TinyError> {
+        Ok(self.inner.put_fork_proof(space, p).await?)
+    }
+    async fn fork_proofs(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, TinyError> {
+        Ok(self.inner.fork_proofs(space).await?)
+    }
+    async fn put_secret(&self, name: &str, v: &[u8]) -> Result<(), TinyError> {
+        Ok(self.inner.put_secret(name, v).await?)
+    }
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, TinyError> {
+        Ok(self.inner.secret(name).await?)
+    }
+}
+
+#[test]
+fn a_full_quota_is_reported_and_loses_nothing() {
+    let env = FixedEnv::new(T, 4);
+    let store = TinyStore {
+        inner: MemoryStore::new(),
+        full: Cell::new(false),
+    };
+    let mut e = device(&store, &env, "Alice");
+    let space = new_space(&mut e, &env);
+    e.take_events();
+    store.full.set(true);
+    post(&mut e, &env, space, "Written while full").expect("the action itself succeeds");
+    let alerts: Vec<_> = e
+        .take_events()
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].code, ErrorCode::QuotaExceeded);
+    assert!(alerts[0].message.contains("Nothing you did is lost"));
+    assert_eq!(e.unsaved(&civicbase_core::Hash(space)), 1);
+    assert_eq!(notice_titles(&mut e, &env, space), ["Written while full"]);
+    // Room again: the next write stores everything, in order.
+    store.full.set(false);
+    post(&mut e, &env, space, "After freeing space").expect("post");
+    assert_eq!(e.unsaved(&civicbase_core::Hash(space)), 0);
+    drop(e);
+    let mut again = block_on(Engine::open(&store, &env)).expect("reopen");
+    assert_eq!(
+        notice_titles(&mut again, &env, space),
+        ["After freeing space", "Written while full"]
+    );
+}
+
+#[test]
+fn bundles_carry_a_space_and_a_damaged_one_changes_nothing() {
+    let env = FixedEnv::new(T, 5);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let space = new_space(&mut a, &env);
+    post(&mut a, &env, space, "Sandbags at the harbour").expect("post");
+    let bytes = match ok(&mut a, &env, RequestBody::ExportBundle { space }) {
+        ResponseBody::Bundle { bytes, file_name } => {
+            assert_eq!(file_name, "crisis-staff.civicbase");
+            bytes
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut c = device(MemoryStore::new(), &env, "Carol");
+    let mut damaged = bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x40;
+    let e = ask(&mut c, &env, RequestBody::ImportBundle { bytes: damaged }).expect_err("damaged");
+    assert_eq!(e.code, ErrorCode::BadFile);
+    assert!(c.space_ids().is_empty(), "nothing stored");
+    match ok(&mut c, &env, RequestBody::ImportBundle { bytes }) {
+        ResponseBody::Imported(s) => {
+            assert_eq!(s.added, 2);
+            assert!(s.rejected.is_empty());
+            assert_eq!(s.space_name, "Crisis staff");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        notice_titles(&mut c, &env, space),
+        ["Sandbags at the harbour"]
+    );
+    // Carol is not a member: her actions are refused with a reason.
+    let e = post(&mut c, &env, space, "Let me in").expect_err("not a member");
+    assert_eq!(e.code, ErrorCode::Refused);
+}

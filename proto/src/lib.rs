@@ -1,0 +1,630 @@
+//! # CivicBase app ↔ engine protocol
+//!
+//! The UI (main thread) and the engine (a Web Worker) talk only through the
+//! messages in this crate, posted as byte arrays. Every message starts with
+//! [`PROTOCOL_VERSION`]; a side that receives another version answers with an
+//! error instead of guessing. The types here are wire types made for this
+//! boundary — the core's internal types never cross it. Operations a user
+//! performs travel as the core's own versioned payload encoding
+//! (`civicbase_core::op::encode_payload`).
+//!
+//! ```
+//! use civicbase_proto::{Request, RequestBody, decode_request, encode_request};
+//!
+//! let req = Request { id: 7, body: RequestBody::Init };
+//! let bytes = encode_request(&req);
+//! assert_eq!(bytes[0], civicbase_proto::PROTOCOL_VERSION);
+//! assert_eq!(decode_request(&bytes).unwrap(), req);
+//! ```
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use thiserror::Error;
+
+/// Version byte leading every message.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Largest message accepted (a bundle import can be large).
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// A 32-byte id (space, entry, record, member) as raw bytes.
+pub type Id = [u8; 32];
+
+/// A request from the UI, answered by exactly one [`Event::Response`] with
+/// the same `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the UI; echoed in the response.
+    pub id: u32,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What the UI asks of the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// First message: answered with [`ResponseBody::Ready`].
+    Init,
+    /// Creates this device's identity with a display name.
+    CreateIdentity {
+        /// Display name.
+        name: String,
+    },
+    /// Restores an identity from a backup text.
+    RestoreIdentity {
+        /// The backup text as exported.
+        backup: String,
+    },
+    /// Exports the identity as a backup text.
+    ExportIdentity,
+    /// Creates a space; this device's member becomes its admin.
+    CreateSpace {
+        /// Space name.
+        name: String,
+        /// Credit limit of members with no limit of their own.
+        default_credit_limit: u64,
+    },
+    /// Creates an invite; answered with the link fragment.
+    CreateInvite {
+        /// The space.
+        space: Id,
+        /// Role granted (0 viewer, 1 member, 2 coordinator, 3 admin).
+        role: u8,
+        /// Validity from now, in hours.
+        valid_hours: u32,
+    },
+    /// Joins a space from an invite link's fragment. If the space's data is
+    /// not on this device yet, the join waits until it arrives (by sync or a
+    /// bundle file).
+    JoinSpace {
+        /// The fragment of the invite link (after `#`).
+        fragment: String,
+    },
+    /// Performs operations in a space: a payload in the core's encoding.
+    Act {
+        /// The space.
+        space: Id,
+        /// `civicbase_core::op::encode_payload` output.
+        payload: Vec<u8>,
+    },
+    /// Reads a view of a space.
+    View {
+        /// The space.
+        space: Id,
+        /// Which view.
+        query: ViewQuery,
+    },
+    /// Exports a signed bundle of the whole space.
+    ExportBundle {
+        /// The space.
+        space: Id,
+    },
+    /// Imports a bundle file.
+    ImportBundle {
+        /// The file's bytes.
+        bytes: Vec<u8>,
+    },
+    /// Reports sync and storage status.
+    Status,
+}
+
+/// Which view to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewQuery {
+    /// Name, role, counts.
+    Overview,
+    /// Notices, pinned first, newest first.
+    Notices {
+        /// Skip this many.
+        offset: u32,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Proposals with tallies and comments.
+    Decisions {
+        /// Skip this many.
+        offset: u32,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Needs and offers matching a filter.
+    Needs {
+        /// The filter.
+        filter: NeedFilter,
+        /// Skip this many.
+        offset: u32,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Balances, this member's history, conflicts.
+    Hearts {
+        /// Skip this many history rows.
+        offset: u32,
+        /// At most this many history rows.
+        limit: u32,
+    },
+    /// Members and invites.
+    Members,
+}
+
+/// A needs-and-offers filter; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedFilter {
+    /// 0 need, 1 offer.
+    pub kind: Option<u8>,
+    /// Exact category.
+    pub category: Option<String>,
+    /// Minimum urgency 0..=3.
+    pub min_urgency: Option<u8>,
+    /// 0 open, 1 claimed, 2 done.
+    pub status: Option<u8>,
+}
+
+/// A message from the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The answer to a request.
+    Response {
+        /// The request's id.
+        id: u32,
+        /// The answer or what went wrong.
+        result: Result<ResponseBody, ErrorInfo>,
+    },
+    /// A space's data changed (here or in another tab or device): views
+    /// showing it should be read again.
+    Changed {
+        /// The space.
+        space: Id,
+    },
+    /// Sync and storage status changed.
+    Status(StatusInfo),
+    /// A problem the user must know about that no request caused (storage
+    /// full, a bundle's entries refused on arrival).
+    Alert(ErrorInfo),
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// The engine is ready.
+    Ready {
+        /// This device's identity, if created.
+        identity: Option<IdentityInfo>,
+        /// Spaces on this device.
+        spaces: Vec<SpaceSummary>,
+        /// Storage and sync status.
+        status: StatusInfo,
+    },
+    /// An identity was created or restored.
+    Identity(IdentityInfo),
+    /// An identity backup text.
+    Backup(String),
+    /// A space was created or joined.
+    Space(SpaceSummary),
+    /// An invite was created: the link fragment to put after `#`.
+    Invite {
+        /// The fragment.
+        fragment: String,
+    },
+    /// A join is waiting for the space's data to arrive.
+    JoinPending {
+        /// The space.
+        space: Id,
+    },
+    /// Operations were stored; the id of the entry carrying them.
+    Done {
+        /// The entry id.
+        entry: Id,
+    },
+    /// A view.
+    View(ViewData),
+    /// A bundle file.
+    Bundle {
+        /// Suggested file name.
+        file_name: String,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// What an import did.
+    Imported(ImportSummary),
+    /// Status.
+    Status(StatusInfo),
+}
+
+/// Why a request failed, in words for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// The kind of failure.
+    pub code: ErrorCode,
+    /// A sentence for the user, saying what happened and what to do.
+    pub message: String,
+}
+
+/// Kinds of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request was malformed or a field is invalid.
+    InvalidInput,
+    /// The action is not allowed (role, deadline, credit limit …).
+    Refused,
+    /// No identity yet.
+    NoIdentity,
+    /// No such space on this device.
+    UnknownSpace,
+    /// The device's storage is full; nothing was lost.
+    QuotaExceeded,
+    /// Storage failed.
+    Storage,
+    /// A file was not a valid bundle or backup.
+    BadFile,
+    /// The message speaks another protocol version.
+    Version,
+    /// A bug.
+    Internal,
+}
+
+/// This device's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityInfo {
+    /// Device public key.
+    pub device: Id,
+    /// Text form of the device id.
+    pub device_text: String,
+    /// Short fingerprint.
+    pub fingerprint: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A space in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceSummary {
+    /// Space id.
+    pub id: Id,
+    /// Name.
+    pub name: String,
+    /// This member's role (None: not a member yet, or removed).
+    pub role: Option<u8>,
+    /// Entries stored.
+    pub entries: u64,
+}
+
+/// Sync and storage status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// Whether the browser granted persistent storage (`None`: unknown).
+    pub persisted: Option<bool>,
+    /// Bytes used by this origin, if known.
+    pub usage: Option<u64>,
+    /// Bytes available to this origin, if known.
+    pub quota: Option<u64>,
+    /// Other tabs of this app seen recently.
+    pub tabs: u32,
+    /// Whether this tab holds the network role for its spaces.
+    pub leader: bool,
+    /// Entries waiting for dependencies, over all spaces.
+    pub pending: u64,
+    /// Connected peers.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// A label (tab, device fingerprint).
+    pub label: String,
+    /// How it is connected.
+    pub via: String,
+    /// Last sync, Unix ms.
+    pub last_sync_ms: Option<u64>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    /// The space.
+    pub space: Id,
+    /// Its name, if known.
+    pub space_name: String,
+    /// Entries added.
+    pub added: u64,
+    /// Entries already present.
+    pub duplicates: u64,
+    /// Entries waiting for others the file did not carry.
+    pub pending: u64,
+    /// Entries refused, with reasons.
+    pub rejected: Vec<String>,
+}
+
+/// View data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewData {
+    /// Space overview.
+    Overview(Overview),
+    /// A page of notices.
+    Notices(Page<NoticeView>),
+    /// A page of proposals.
+    Decisions(Page<ProposalView>),
+    /// A page of needs and offers.
+    Needs(Page<NeedView>),
+    /// The time bank.
+    Hearts(HeartsView),
+    /// Members and invites.
+    Members(MembersView),
+}
+
+/// A page of a longer list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// Items.
+    pub items: Vec<T>,
+    /// Items in the whole list.
+    pub total: u32,
+}
+
+/// Space overview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Space id.
+    pub id: Id,
+    /// Name.
+    pub name: String,
+    /// This member's role.
+    pub role: Option<u8>,
+    /// This member's id.
+    pub me: Option<Id>,
+    /// Members.
+    pub members: u32,
+    /// Live notices.
+    pub notices: u32,
+    /// Open proposals.
+    pub open_proposals: u32,
+    /// Open needs and offers.
+    pub open_needs: u32,
+    /// Entries stored.
+    pub entries: u64,
+    /// Stored entries without effect (strong removal, forks).
+    pub ineffective: u32,
+    /// Authors flagged for forking.
+    pub flagged: Vec<String>,
+}
+
+/// A notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeView {
+    /// Record id.
+    pub id: Id,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Author's name.
+    pub author: String,
+    /// Posted at, Unix ms.
+    pub posted_ms: u64,
+    /// Pinned.
+    pub pinned: bool,
+    /// Whether this member may edit or delete it.
+    pub can_edit: bool,
+}
+
+/// A proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalView {
+    /// Record id.
+    pub id: Id,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Proposer's name.
+    pub author: String,
+    /// Deadline, Unix ms.
+    pub deadline_ms: u64,
+    /// Quorum.
+    pub quorum: u32,
+    /// Yes votes.
+    pub yes: u32,
+    /// No votes.
+    pub no: u32,
+    /// Abstentions.
+    pub abstain: u32,
+    /// This member's vote (0 yes, 1 no, 2 abstain).
+    pub my_vote: Option<u8>,
+    /// 0 open, 1 passed, 2 rejected, 3 no quorum.
+    pub status: u8,
+    /// Comments: (author name, text).
+    pub comments: Vec<(String, String)>,
+}
+
+/// A need or offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedView {
+    /// Record id.
+    pub id: Id,
+    /// 0 need, 1 offer.
+    pub kind: u8,
+    /// Category.
+    pub category: String,
+    /// 0 low … 3 critical.
+    pub urgency: u8,
+    /// Location.
+    pub location: String,
+    /// Title.
+    pub title: String,
+    /// Details.
+    pub details: String,
+    /// 0 open, 1 claimed, 2 done.
+    pub status: u8,
+    /// Creator's name.
+    pub author: String,
+    /// Claimer's name.
+    pub claimer: Option<String>,
+    /// Whether this member created it.
+    pub mine: bool,
+}
+
+/// The time bank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartsView {
+    /// (member id, name, balance, credit limit).
+    pub balances: Vec<(Id, String, i64, u64)>,
+    /// This member's transfers, newest first: (from, to, amount, memo, at ms, conflicting).
+    pub history: Page<TransferView>,
+    /// Members below their limit: (name, balance, limit).
+    pub overdrawn: Vec<(String, i64, u64)>,
+    /// Transfers flagged as conflicting.
+    pub conflicts: Vec<TransferView>,
+}
+
+/// One transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferView {
+    /// Sender's name.
+    pub from: String,
+    /// Receiver's name.
+    pub to: String,
+    /// Amount.
+    pub amount: u64,
+    /// Memo.
+    pub memo: String,
+    /// When, Unix ms.
+    pub at_ms: u64,
+    /// Whether flagged as conflicting.
+    pub conflicting: bool,
+}
+
+/// Members and invites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    /// Members.
+    pub members: Vec<MemberRow>,
+    /// Invites: (key, role, expires ms, revoked).
+    pub invites: Vec<(Id, u8, u64, bool)>,
+}
+
+/// A member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Member id.
+    pub id: Id,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: u8,
+    /// Removed.
+    pub removed: bool,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Devices.
+    pub devices: u32,
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtoError {
+    /// Empty or truncated.
+    #[error("empty message")]
+    Empty,
+    /// Another protocol version.
+    #[error("message version {found}, this build speaks {PROTOCOL_VERSION}; reload the page")]
+    Version {
+        /// The version found.
+        found: u8,
+    },
+    /// Too large.
+    #[error("message of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Malformed.
+    #[error("malformed message")]
+    Malformed,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![PROTOCOL_VERSION];
+    // Encoding plain data into a Vec cannot fail.
+    out.extend(postcard::to_allocvec(v).unwrap_or_default());
+    out
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ProtoError::TooLarge(bytes.len()));
+    }
+    match bytes.split_first() {
+        None => Err(ProtoError::Empty),
+        Some((&PROTOCOL_VERSION, rest)) => {
+            postcard::from_bytes(rest).map_err(|_| ProtoError::Malformed)
+        }
+        Some((&found, _)) => Err(ProtoError::Version { found }),
+    }
+}
+
+/// Encodes a request.
+pub fn encode_request(r: &Request) -> Vec<u8> {
+    encode(r)
+}
+
+/// Decodes a request.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, ProtoError> {
+    decode(bytes)
+}
+
+/// Encodes an event.
+pub fn encode_event(e: &Event) -> Vec<u8> {
+    encode(e)
+}
+
+/// Decodes an event.
+pub fn decode_event(bytes: &[u8]) -> Result<Event, ProtoError> {
+    decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_event_round_trip_with_version_byte() {
+        let r = Request {
+            id: 3,
+            body: RequestBody::View {
+                space: [9; 32],
+                query: ViewQuery::Needs {
+                    filter: NeedFilter {
+                        kind: Some(1),
+                        ..NeedFilter::default()
+                    },
+                    offset: 10,
+                    limit: 50,
+                },
+            },
+        };
+        assert_eq!(decode_request(&encode_request(&r)), Ok(r));
+        let e = Event::Response {
+            id: 3,
+            result: Err(ErrorInfo {
+                code: ErrorCode::QuotaExceeded,
+                message: "Storage is full".into(),
+            }),
+        };
+        assert_eq!(decode_event(&encode_event(&e)), Ok(e));
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_refused() {
+        let mut bytes = encode_request(&Request {
+            id: 1,
+            body: RequestBody::Init,
+        });
+        bytes[0] = 2;
+        assert_eq!(
+            decode_request(&bytes),
+            Err(ProtoError::Version { found: 2 })
+        );
+        assert_eq!(decode_request(&[]), Err(ProtoError::Empty));
+        assert_eq!(
+            decode_request(&[PROTOCOL_VERSION, 0xff, 0xff, 0xff]),
+            Err(ProtoError::Malformed)
+        );
+    }
+}
