@@ -33,6 +33,11 @@ use crate::vv::VersionVector;
 pub const MAGIC: &[u8; 16] = b"CIVICBASE BUNDLE";
 /// Bundle format version.
 pub const BUNDLE_VERSION: u8 = 1;
+/// The smallest possible encoded entry (with its length prefix): version,
+/// space, author, seq, backlink flag, dep count, timestamp, payload hash,
+/// payload length and signature.
+const MIN_ENTRY_LEN: usize = 1 + 1 + 32 + 32 + 1 + 1 + 1 + 8 + 32 + 1 + 64;
+
 /// Most entries one bundle may carry.
 pub const MAX_BUNDLE_ENTRIES: usize = 10_000_000;
 
@@ -135,7 +140,8 @@ pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleError> {
     let exporter = AuthorId(r.array()?);
     let created_ms = r.varint()?;
     let base = VersionVector::decode(&mut r)?;
-    let n = r.count("bundle entries", MAX_BUNDLE_ENTRIES, 1)?;
+    // Every entry is at least a minimal header, a signature and a length.
+    let n = r.count("bundle entries", MAX_BUNDLE_ENTRIES, MIN_ENTRY_LEN)?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         entries.push(r.bytes("entry", MAX_PAYLOAD_LEN + 4096)?.to_vec());

@@ -494,8 +494,11 @@ impl SyncSession {
     /// Queues a Close and ends the session.
     pub fn close(&mut self, reason: &str) {
         if self.phase != Phase::Closed {
-            let mut reason = reason.to_owned();
-            reason.truncate(1024);
+            let mut end = reason.len().min(1024);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            let reason = reason[..end].to_owned();
             self.queue(&Message::Close(reason));
             self.phase = Phase::Closed;
         }

@@ -281,3 +281,16 @@ fn malformed_entries_in_a_good_frame_are_reported_and_the_rest_applied() {
     assert_eq!(b.len(), 2);
     assert_ne!(Hash::ZERO, b.state_hash());
 }
+
+#[test]
+fn closing_with_a_long_non_ascii_reason_truncates_on_a_character_boundary() {
+    let (a, ..) = space(8);
+    let mut s = SyncSession::new(a.space());
+    let reason = format!("{}é and more", "x".repeat(1023));
+    s.close(&reason);
+    let frame = s.poll_transmit().expect("close frame");
+    match Message::decode(&frame) {
+        Ok(Message::Close(r)) => assert_eq!(r, "x".repeat(1023)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -25,6 +25,16 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Package name of the pure core crate whose invariants are enforced.
 const CORE_PACKAGE: &str = "civicbase-core";
 
+/// Package name of the Web Worker engine, whose tests run in headless Chromium.
+const WORKER_PACKAGE: &str = "civicbase-worker";
+
+/// Where Debian's `chromium` package puts the browser.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Where Debian's `chromium-driver` package puts ChromeDriver, which
+/// `wasm-bindgen-test-runner` drives (through the `CHROMEDRIVER` variable).
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
 /// Package name of the optional benchmark crate (present iff `bench/Cargo.toml` exists).
 const BENCH_PACKAGE: &str = "civicbase-bench";
 
@@ -44,18 +54,23 @@ USAGE:
 
 COMMANDS:
     ci                Run every check, stopping at the first failure:
-                      setup, fmt, clippy (native), clippy (wasm32),
-                      check-invariants, tests (native), tests (wasm32).
+                      setup, fmt, clippy (native), clippy (wasm32: core
+                      and worker), check-invariants, tests (native),
+                      tests (wasm32), browser tests (worker).
                       With CI set, CIVICBASE_SCHEDULES defaults to 2000.
     setup             Install what the checks need (idempotent, fast when done):
-                      the wasm32-unknown-unknown target and a
-                      wasm-bindgen-test-runner matching Cargo.lock.
+                      the wasm32-unknown-unknown target, a
+                      wasm-bindgen-test-runner matching Cargo.lock, and
+                      Chromium and ChromeDriver (apt-get, with sudo when
+                      not root) if /usr/bin/chromium or
+                      /usr/bin/chromedriver is missing.
     check-invariants  Enforce the architecture invariant: civicbase-core does
                       no I/O, reads no clock or RNG, and depends on no
                       leptos / web-sys / js-sys / wasm-bindgen / tokio / axum /
                       getrandom / rand crates.
     test              Run the native test suite, then the core's wasm32 tests
-                      (under Node via wasm-bindgen-test-runner).
+                      (under Node via wasm-bindgen-test-runner), then the
+                      worker's tests in headless Chromium (a Web Worker).
                       CIVICBASE_SCHEDULES is passed through unchanged.
     run               Set up what is missing and run CivicBase: for now the
                       offline-town walkthrough of the core (two devices work
@@ -267,11 +282,46 @@ fn fmt_duration(d: Duration) -> String {
 // setup
 // ---------------------------------------------------------------------------
 
-/// `cargo xtask setup`: installs the wasm32 target and a matching
-/// `wasm-bindgen-test-runner`. Does nothing (quickly) when both are present.
+/// `cargo xtask setup`: installs the wasm32 target, a matching
+/// `wasm-bindgen-test-runner`, and Chromium with ChromeDriver. Does nothing
+/// (quickly) when all are present.
 fn setup(ctx: &Ctx) -> Result<()> {
     ensure_wasm_target(ctx)?;
-    ensure_test_runner(ctx)
+    ensure_test_runner(ctx)?;
+    ensure_chromium(ctx)
+}
+
+/// Installs Debian's `chromium` and `chromium-driver` unless both
+/// [`CHROMIUM`] and [`CHROMEDRIVER`] exist, through `sudo` unless root.
+fn ensure_chromium(ctx: &Ctx) -> Result<()> {
+    if Path::new(CHROMIUM).is_file() && Path::new(CHROMEDRIVER).is_file() {
+        println!("setup: {CHROMIUM} and {CHROMEDRIVER} are installed");
+        return Ok(());
+    }
+    if ctx.which("apt-get").is_none() {
+        println!("setup: warning: {CHROMIUM} or {CHROMEDRIVER} is missing and there is no apt-get; install Chromium and a matching ChromeDriver there for the browser tests");
+        return Ok(());
+    }
+    let root = capture(ctx.command("id").arg("-u"))?.trim() == "0";
+    let apt_get = |args: &[&str]| {
+        let mut cmd = if root {
+            ctx.command("apt-get")
+        } else {
+            let mut cmd = ctx.command("sudo");
+            cmd.arg("apt-get");
+            cmd
+        };
+        cmd.args(args);
+        cmd
+    };
+    println!("setup: installing Chromium and ChromeDriver");
+    run_cmd(&mut apt_get(&["update"]))?;
+    run_cmd(&mut apt_get(&[
+        "install",
+        "-y",
+        "chromium",
+        "chromium-driver",
+    ]))
 }
 
 /// Adds the wasm32 target through rustup unless it is already installed.
@@ -883,11 +933,13 @@ fn char_literal_len(chars: &[char], i: usize) -> Option<usize> {
 // test, bench, fuzz-build
 // ---------------------------------------------------------------------------
 
-/// `cargo xtask test`: setup, then native tests, then the core's wasm32 tests.
+/// `cargo xtask test`: setup, then native tests, then the core's wasm32
+/// tests, then the worker's browser tests.
 fn test(ctx: &Ctx) -> Result<()> {
     setup(ctx)?;
     test_native(ctx, false)?;
-    test_wasm(ctx, false)
+    test_wasm(ctx, false)?;
+    test_browser(ctx)
 }
 
 /// Runs the native test suite of the whole workspace (except the bench
@@ -911,6 +963,19 @@ fn test_wasm(ctx: &Ctx, ci_defaults: bool) -> Result<()> {
     }
     let mut cmd = ctx.cargo(&["test", "-p", CORE_PACKAGE, "--target", WASM_TARGET]);
     apply_ci_schedules(&mut cmd, ci_defaults);
+    run_cmd(&mut cmd)
+}
+
+/// Runs the worker's tests in headless Chromium, inside a dedicated Web
+/// Worker: `wasm-bindgen-test-runner` starts [`CHROMEDRIVER`], which starts
+/// the browser configured in `worker/webdriver.json`.
+fn test_browser(ctx: &Ctx) -> Result<()> {
+    if !Path::new(CHROMEDRIVER).is_file() {
+        bail!("{CHROMEDRIVER} is missing (the browser tests need Chromium and ChromeDriver); `cargo xtask setup` installs them");
+    }
+    println!("test: CHROMEDRIVER={CHROMEDRIVER}");
+    let mut cmd = ctx.cargo(&["test", "-p", WORKER_PACKAGE, "--target", WASM_TARGET]);
+    cmd.env("CHROMEDRIVER", CHROMEDRIVER);
     run_cmd(&mut cmd)
 }
 
@@ -1009,6 +1074,8 @@ const CI_STEPS: &[(&str, Step)] = &[
             "clippy",
             "-p",
             CORE_PACKAGE,
+            "-p",
+            WORKER_PACKAGE,
             "--target",
             WASM_TARGET,
             "--all-targets",
@@ -1020,6 +1087,7 @@ const CI_STEPS: &[(&str, Step)] = &[
     ("check-invariants", check_invariants),
     ("test-native", |ctx| test_native(ctx, true)),
     ("test-wasm32", |ctx| test_wasm(ctx, true)),
+    ("test-browser", test_browser),
 ];
 
 /// `cargo xtask ci`: runs [`CI_STEPS`] in order, timing each, stopping at the

@@ -1,0 +1,836 @@
+//! [`IdbStore`]: the [`Store`] of a browser device, on IndexedDB.
+//!
+//! # Layout
+//!
+//! One database holds every space of the device. Ids appear in keys as
+//! lowercase hex, so key order is byte order, and every value is raw bytes
+//! (a `Uint8Array`) in core's canonical encodings, except log positions:
+//!
+//! | object store | key                          | value                                          |
+//! |--------------|------------------------------|------------------------------------------------|
+//! | `log`        | `[space, position]`          | the entry's wire bytes ([`Entry::encode`])     |
+//! | `by_id`      | `[space, entry id]`          | the entry's log position (a number)            |
+//! | `meta`       | `space`                      | varint log length, then the [`VersionVector`]  |
+//! | `snapshots`  | `space`                      | varint entries covered, then the snapshot bytes|
+//! | `forks`      | `[space, hash of the proof]` | the encoded fork proof                         |
+//! | `secrets`    | name                         | the secret's bytes                             |
+//!
+//! Array keys compare element by element, so the entries of one space are
+//! contiguous and in log order: [`Store::entries_from`] is a single
+//! `getAll` over `[space, from] ..= [space, +∞]`.
+//!
+//! # Atomic appends
+//!
+//! [`Store::append`] runs in one readwrite transaction over `log`, `by_id`
+//! and `meta`. Inside it, it reads the space's length and version vector
+//! and looks up every id of the batch, then writes the new entries at the
+//! following positions, their `by_id` rows and the new `meta` record, and
+//! waits for the commit. An IndexedDB transaction is all or nothing, so a
+//! tab killed mid-write leaves the log as it was before the batch: a valid
+//! prefix, with a length and version vector that match it. Writes ask for
+//! `strict` durability (flushed to disk before the commit is reported), so
+//! that a device never forgets an entry it may already have sent to a peer:
+//! re-authoring that sequence number after a power cut would fork its own
+//! log. Snapshots are the exception (see [`Store::put_snapshot`]).
+//!
+//! # Connection life cycle
+//!
+//! [`IdbStore::open`] opens the database at [`SCHEMA_VERSION`], creating or
+//! upgrading the schema when needed. An open connection closes itself when
+//! another tab asks for a newer version (`versionchange`), so this build
+//! never blocks a newer one; after that, its requests fail. If an older
+//! build in another tab keeps the database open, opening fails with
+//! [`IdbError::Blocked`] instead of waiting. Dropping the store closes the
+//! connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use civicbase_core::codec::{DecodeError, Reader, Writer};
+use civicbase_core::entry::Entry;
+use civicbase_core::id::{EntryId, Hash, SpaceId};
+use civicbase_core::replica::Snapshot;
+use civicbase_core::store::Store;
+use civicbase_core::vv::VersionVector;
+use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::error::{Error as JsError, OpenDbError, UnexpectedDataError};
+use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::object_store::ObjectStore;
+use indexed_db_futures::prelude::*;
+use indexed_db_futures::transaction::{
+    Transaction, TransactionDurability, TransactionMode, TransactionOptions,
+};
+use indexed_db_futures::KeyRange;
+use js_sys::{Array, Uint8Array};
+use thiserror::Error;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// The schema version this build creates and expects. Raise it together
+/// with a new step in the upgrade function.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const LOG: &str = "log";
+const BY_ID: &str = "by_id";
+const META: &str = "meta";
+const SNAPSHOTS: &str = "snapshots";
+const FORKS: &str = "forks";
+const SECRETS: &str = "secrets";
+
+/// Every object store of [`SCHEMA_VERSION`].
+const STORES: [&str; 6] = [LOG, BY_ID, META, SNAPSHOTS, FORKS, SECRETS];
+
+/// The `DOMException` name browsers use when a site's storage is full.
+const QUOTA_EXCEEDED: &str = "QuotaExceededError";
+
+/// Log positions are stored as JavaScript numbers, exact up to 2^53.
+const MAX_POSITION: f64 = 9_007_199_254_740_992.0;
+
+/// Why an IndexedDB operation failed.
+#[derive(Debug, Error)]
+pub enum IdbError {
+    /// The database could not be opened: IndexedDB is unavailable in this
+    /// context, the browser refused, or the database was written by a newer
+    /// build (its version is above [`SCHEMA_VERSION`]).
+    #[error("cannot open IndexedDB database `{name}`")]
+    Open {
+        /// The database's name.
+        name: String,
+        /// What IndexedDB reported.
+        #[source]
+        source: OpenDbError,
+    },
+    /// The schema needs an upgrade, but a connection in another tab (an older
+    /// build) keeps the database open. Closing that tab and retrying helps.
+    #[error("opening IndexedDB database `{name}` is blocked by a connection in another tab")]
+    Blocked {
+        /// The database's name.
+        name: String,
+    },
+    /// The browser's storage quota for this site is used up; nothing of the
+    /// failed write was stored. The user should be told that storage is full.
+    #[error("storage is full: the browser refused to store more ({op}): {message}")]
+    QuotaExceeded {
+        /// The store operation that failed.
+        op: &'static str,
+        /// The browser's message.
+        message: String,
+    },
+    /// A transaction was aborted (by the browser, or because one of its
+    /// requests failed); none of its writes were stored.
+    #[error("IndexedDB transaction of {op} was aborted: {reason}")]
+    Aborted {
+        /// The store operation that failed.
+        op: &'static str,
+        /// The `DOMException` name and message the transaction recorded.
+        reason: String,
+    },
+    /// A stored record, or the schema, is not what this build wrote.
+    #[error("corrupt record in object store `{store}`: {what}")]
+    Corrupt {
+        /// The object store.
+        store: &'static str,
+        /// What is wrong.
+        what: &'static str,
+        /// The decoder's error, when bytes did not decode.
+        #[source]
+        source: Option<DecodeError>,
+    },
+    /// Any other error from IndexedDB or JavaScript.
+    #[error("IndexedDB {op} failed: {message}")]
+    Js {
+        /// The store operation that failed.
+        op: &'static str,
+        /// The JavaScript error's name and message.
+        message: String,
+        /// The error.
+        #[source]
+        source: JsError,
+    },
+}
+
+impl IdbError {
+    /// Whether the error is a full storage quota ([`IdbError::QuotaExceeded`]),
+    /// which the user can do something about.
+    pub fn is_quota_exceeded(&self) -> bool {
+        matches!(self, IdbError::QuotaExceeded { .. })
+    }
+
+    /// Classifies an error from a request or a transaction.
+    fn js(op: &'static str, source: JsError) -> IdbError {
+        match &source {
+            JsError::DomException(e) => {
+                match AsRef::<JsValue>::as_ref(e).dyn_ref::<web_sys::DomException>() {
+                    Some(dom) if dom.name() == QUOTA_EXCEEDED => IdbError::QuotaExceeded {
+                        op,
+                        message: dom.message(),
+                    },
+                    Some(dom) => IdbError::Js {
+                        op,
+                        message: format!("{}: {}", dom.name(), dom.message()),
+                        source,
+                    },
+                    None => IdbError::Js {
+                        op,
+                        message: source.to_string(),
+                        source,
+                    },
+                }
+            }
+            _ => IdbError::Js {
+                op,
+                message: source.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// Classifies the error a transaction recorded when it aborted.
+    fn aborted(op: &'static str, error: &web_sys::DomException) -> IdbError {
+        if error.name() == QUOTA_EXCEEDED {
+            IdbError::QuotaExceeded {
+                op,
+                message: error.message(),
+            }
+        } else {
+            IdbError::Aborted {
+                op,
+                reason: format!("{}: {}", error.name(), error.message()),
+            }
+        }
+    }
+
+    fn corrupt(store: &'static str, what: &'static str) -> IdbError {
+        IdbError::Corrupt {
+            store,
+            what,
+            source: None,
+        }
+    }
+
+    fn undecodable(store: &'static str, what: &'static str, source: DecodeError) -> IdbError {
+        IdbError::Corrupt {
+            store,
+            what,
+            source: Some(source),
+        }
+    }
+}
+
+/// Attaches the store operation to an IndexedDB error.
+trait During<T> {
+    fn during(self, op: &'static str) -> Result<T, IdbError>;
+}
+
+impl<T> During<T> for Result<T, JsError> {
+    fn during(self, op: &'static str) -> Result<T, IdbError> {
+        self.map_err(|e| IdbError::js(op, e))
+    }
+}
+
+/// A [`Store`] on IndexedDB, for a browser device.
+///
+/// It holds one connection, closed when the store is dropped; every call
+/// runs in its own transaction. Share it between engines of one worker with
+/// an `Rc`. See the [module docs](self) for the layout.
+pub struct IdbStore {
+    db: Database,
+    name: String,
+    /// Closes the connection when another tab needs a newer schema; kept
+    /// alive as long as the connection.
+    _on_version_change: Closure<dyn FnMut()>,
+}
+
+impl fmt::Debug for IdbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdbStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Set by the open request's `blocked` event.
+#[derive(Default)]
+struct BlockedSignal {
+    fired: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl IdbStore {
+    /// Opens the database `db_name`, creating it, or upgrading its schema to
+    /// [`SCHEMA_VERSION`], when needed.
+    ///
+    /// Fails with [`IdbError::Blocked`] rather than waiting when another tab
+    /// holds the database open at an older version, with [`IdbError::Open`]
+    /// when IndexedDB refuses (for instance a database from a newer build),
+    /// and with [`IdbError::Corrupt`] when a database of that name exists
+    /// without this schema's object stores.
+    pub async fn open(db_name: &str) -> Result<IdbStore, IdbError> {
+        Self::open_version(db_name, SCHEMA_VERSION).await
+    }
+
+    /// [`IdbStore::open`] at any version, so that tests can play a newer
+    /// build.
+    async fn open_version(db_name: &str, version: u32) -> Result<IdbStore, IdbError> {
+        let open_failed = |source: OpenDbError| IdbError::Open {
+            name: db_name.to_owned(),
+            source,
+        };
+        let blocked = Rc::new(BlockedSignal::default());
+        let request = Database::open(db_name)
+            .with_version(version)
+            .with_on_blocked({
+                let blocked = Rc::clone(&blocked);
+                move |_event| {
+                    blocked.fired.set(true);
+                    if let Some(waker) = blocked.waker.take() {
+                        waker.wake();
+                    }
+                    Ok(())
+                }
+            })
+            .with_on_upgrade_needed(upgrade)
+            .build()
+            .map_err(open_failed)?;
+        let raw_request: web_sys::IdbOpenDbRequest = request.as_sys().clone();
+        let opened = {
+            let mut request = pin!(request);
+            poll_fn(|cx| match request.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                Poll::Pending if blocked.fired.get() => Poll::Ready(None),
+                Poll::Pending => {
+                    blocked.waker.replace(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await
+            // The request future is dropped here, which detaches its
+            // handlers from the request.
+        };
+        let db = match opened {
+            Some(result) => result.map_err(open_failed)?,
+            None => {
+                abandon(&raw_request);
+                return Err(IdbError::Blocked {
+                    name: db_name.to_owned(),
+                });
+            }
+        };
+        let present: BTreeSet<String> = db.object_store_names().collect();
+        if let Some(missing) = STORES.into_iter().find(|s| !present.contains(*s)) {
+            db.close();
+            return Err(IdbError::corrupt(
+                missing,
+                "the object store is missing: the database was not created by CivicBase",
+            ));
+        }
+        let raw_db: web_sys::IdbDatabase =
+            db.as_sys().unchecked_ref::<web_sys::IdbDatabase>().clone();
+        let on_version_change = Closure::<dyn FnMut()>::new({
+            let raw_db = raw_db.clone();
+            move || raw_db.close()
+        });
+        raw_db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        Ok(IdbStore {
+            db,
+            name: db_name.to_owned(),
+            _on_version_change: on_version_change,
+        })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn raw_db(&self) -> &web_sys::IdbDatabase {
+        self.db.as_sys().unchecked_ref()
+    }
+
+    /// A readonly transaction over `stores`. Read transactions are dropped
+    /// once their requests are answered, which aborts them: there is nothing
+    /// to commit.
+    fn read(&self, stores: &[&str], op: &'static str) -> Result<Transaction<'_>, IdbError> {
+        self.db
+            .transaction(stores)
+            .with_mode(TransactionMode::Readonly)
+            .build()
+            .during(op)
+    }
+
+    /// A readwrite transaction over `stores`; commit it with [`commit`].
+    fn write(
+        &self,
+        stores: &[&str],
+        durability: TransactionDurability,
+        op: &'static str,
+    ) -> Result<Transaction<'_>, IdbError> {
+        self.db
+            .transaction(stores)
+            .with_mode(TransactionMode::Readwrite)
+            .with_options(TransactionOptions::new().with_durability(durability))
+            .build()
+            .during(op)
+    }
+
+    /// Decoded `meta` record of a space: log length and version vector.
+    async fn meta(&self, space: &SpaceId, op: &'static str) -> Result<Meta, IdbError> {
+        let tx = self.read(&[META], op)?;
+        let meta = tx.object_store(META).during(op)?;
+        let value = get(&meta, space_key(space)).during(op)?.await.during(op)?;
+        value.map_or(Ok(Meta::default()), Meta::decode)
+    }
+}
+
+impl Drop for IdbStore {
+    fn drop(&mut self) {
+        let raw = self.raw_db();
+        raw.set_onversionchange(None);
+        raw.close();
+    }
+}
+
+/// Brings a database from `event.old_version()` to [`SCHEMA_VERSION`]. Each
+/// version's step runs if the database is older than it.
+fn upgrade(event: VersionChangeEvent, db: Database) -> indexed_db_futures::Result<()> {
+    if event.old_version() < 1.0 {
+        for store in STORES {
+            db.create_object_store(store).build()?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure an open request that nobody waits for any more has no effect.
+///
+/// A blocked request stays queued until the other connection closes. If it
+/// then runs, its upgrade is aborted (the database keeps its version and its
+/// data; a retry upgrades it), and a connection it opens without upgrading is
+/// closed.
+fn abandon(request: &web_sys::IdbOpenDbRequest) {
+    let on_upgrade = Closure::once_into_js({
+        let request = request.clone();
+        move || {
+            if let Some(tx) = request.transaction() {
+                // Fails only if the transaction is already finished.
+                let _ = tx.abort();
+            }
+        }
+    });
+    request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+    let on_success = Closure::once_into_js({
+        let request = request.clone();
+        move || {
+            if let Ok(db) = request
+                .result()
+                .and_then(|r| r.dyn_into::<web_sys::IdbDatabase>())
+            {
+                db.close();
+            }
+        }
+    });
+    request.set_onsuccess(Some(on_success.unchecked_ref()));
+}
+
+/// Commits `tx` and waits until IndexedDB reports it complete.
+async fn commit(tx: Transaction<'_>, op: &'static str) -> Result<(), IdbError> {
+    // When a transaction aborts, the library reports only that it aborted;
+    // why (a full disk, for one) is on the transaction's `error`.
+    let raw: web_sys::IdbTransaction = tx
+        .as_sys()
+        .unchecked_ref::<web_sys::IdbTransaction>()
+        .clone();
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(match raw.error() {
+            Some(error) => IdbError::aborted(op, &error),
+            None if matches!(
+                e,
+                JsError::MissingData(UnexpectedDataError::TransactionAborted)
+            ) =>
+            {
+                IdbError::Aborted {
+                    op,
+                    reason: "no error was recorded".to_owned(),
+                }
+            }
+            None => IdbError::js(op, e),
+        }),
+    }
+}
+
+/// Sends a `get` (requests go out when built) and returns its answer.
+fn get(
+    store: &ObjectStore<'_>,
+    key: JsValue,
+) -> indexed_db_futures::Result<impl Future<Output = indexed_db_futures::Result<Option<JsValue>>>> {
+    store.get::<JsValue, JsValue, JsValue>(key).primitive()
+}
+
+/// Sends a `put`. Its outcome is the transaction's: a failed request aborts
+/// the transaction, and [`commit`] reports why.
+fn put(store: &ObjectStore<'_>, key: JsValue, value: JsValue) -> Result<(), JsError> {
+    store
+        .put(value)
+        .with_key(key)
+        .without_key_type()
+        .primitive()
+        .map(drop)
+}
+
+/// Every value whose key is in `range`, in key order.
+async fn get_range(
+    store: &ObjectStore<'_>,
+    range: KeyRange<JsValue>,
+) -> indexed_db_futures::Result<Vec<JsValue>> {
+    store
+        .get_all::<JsValue>()
+        .with_query::<JsValue, _>(range)
+        .primitive()?
+        .await?
+        .collect()
+}
+
+/// Every key of `store`, in key order.
+async fn all_keys(store: &ObjectStore<'_>) -> indexed_db_futures::Result<Vec<JsValue>> {
+    store
+        .get_all_keys::<JsValue>()
+        .primitive()?
+        .await?
+        .collect()
+}
+
+fn space_key(space: &SpaceId) -> JsValue {
+    JsValue::from_str(&space.to_hex())
+}
+
+/// `[space, second]`.
+fn pair(space: &SpaceId, second: &JsValue) -> JsValue {
+    Array::of2(&space_key(space), second).into()
+}
+
+fn log_key(space: &SpaceId, position: u64) -> JsValue {
+    // Positions stay far below 2^53, where f64 is exact.
+    pair(space, &JsValue::from_f64(position as f64))
+}
+
+fn id_key(space: &SpaceId, id: &EntryId) -> JsValue {
+    pair(space, &JsValue::from_str(&id.to_hex()))
+}
+
+/// Every `[space, …]` key: `[space]` sorts before them (a prefix is
+/// smaller) and `[space, []]` after them (arrays sort above numbers and
+/// strings).
+fn space_range(space: &SpaceId) -> KeyRange<JsValue> {
+    KeyRange::Bound(
+        Array::of1(&space_key(space)).into(),
+        false,
+        pair(space, &Array::new().into()),
+        false,
+    )
+}
+
+fn bytes_value(bytes: &[u8]) -> JsValue {
+    Uint8Array::from(bytes).into()
+}
+
+fn value_bytes(store: &'static str, value: JsValue) -> Result<Vec<u8>, IdbError> {
+    value
+        .dyn_into::<Uint8Array>()
+        .map(|a| a.to_vec())
+        .map_err(|_| IdbError::corrupt(store, "the value is not a Uint8Array"))
+}
+
+fn decode_entry(value: JsValue) -> Result<Entry, IdbError> {
+    let bytes = value_bytes(LOG, value)?;
+    Entry::decode(&bytes).map_err(|e| IdbError::undecodable(LOG, "the entry does not decode", e))
+}
+
+fn decode_position(value: &JsValue) -> Result<u64, IdbError> {
+    match value.as_f64() {
+        Some(p) if p >= 0.0 && p.fract() == 0.0 && p < MAX_POSITION => Ok(p as u64),
+        _ => Err(IdbError::corrupt(BY_ID, "the value is not a log position")),
+    }
+}
+
+fn decode_space(store: &'static str, key: &JsValue) -> Result<SpaceId, IdbError> {
+    key.as_string()
+        .and_then(|hex| SpaceId::from_hex(&hex).ok())
+        .ok_or_else(|| IdbError::corrupt(store, "the key is not a space id"))
+}
+
+/// A space's `meta` record.
+#[derive(Default)]
+struct Meta {
+    len: u64,
+    vv: VersionVector,
+}
+
+impl Meta {
+    fn encode(&self) -> JsValue {
+        let mut w = Writer::default();
+        w.varint(self.len);
+        self.vv.encode(&mut w);
+        bytes_value(&w.finish())
+    }
+
+    fn decode(value: JsValue) -> Result<Meta, IdbError> {
+        let bytes = value_bytes(META, value)?;
+        let mut r = Reader::new(&bytes);
+        let undecodable =
+            |e| IdbError::undecodable(META, "the log length and version vector do not decode", e);
+        let len = r.varint().map_err(undecodable)?;
+        let vv = VersionVector::decode(&mut r).map_err(undecodable)?;
+        r.finish().map_err(undecodable)?;
+        Ok(Meta { len, vv })
+    }
+}
+
+fn encode_snapshot(snapshot: &Snapshot) -> JsValue {
+    let mut w = Writer::with_capacity(snapshot.bytes.len() + 10);
+    w.varint(snapshot.entries);
+    w.raw(&snapshot.bytes);
+    bytes_value(&w.finish())
+}
+
+fn decode_snapshot(value: JsValue) -> Result<Snapshot, IdbError> {
+    let bytes = value_bytes(SNAPSHOTS, value)?;
+    let mut r = Reader::new(&bytes);
+    let entries = r
+        .varint()
+        .map_err(|e| IdbError::undecodable(SNAPSHOTS, "the snapshot does not decode", e))?;
+    Ok(Snapshot {
+        entries,
+        bytes: bytes[r.position()..].to_vec(),
+    })
+}
+
+impl Store for IdbStore {
+    type Error = IdbError;
+
+    async fn spaces(&self) -> Result<Vec<SpaceId>, IdbError> {
+        const OP: &str = "spaces";
+        let tx = self.read(&[META, SNAPSHOTS, FORKS], OP)?;
+        let meta = tx.object_store(META).during(OP)?;
+        let snapshots = tx.object_store(SNAPSHOTS).during(OP)?;
+        let forks = tx.object_store(FORKS).during(OP)?;
+        let mut spaces = BTreeSet::new();
+        for key in all_keys(&meta).await.during(OP)? {
+            spaces.insert(decode_space(META, &key)?);
+        }
+        for key in all_keys(&snapshots).await.during(OP)? {
+            spaces.insert(decode_space(SNAPSHOTS, &key)?);
+        }
+        for key in all_keys(&forks).await.during(OP)? {
+            let space = key.dyn_ref::<Array>().map(|a| a.get(0)).unwrap_or_default();
+            spaces.insert(decode_space(FORKS, &space)?);
+        }
+        Ok(spaces.into_iter().collect())
+    }
+
+    async fn append(&self, space: &SpaceId, entries: &[Entry]) -> Result<(), IdbError> {
+        const OP: &str = "append";
+        let tx = self.write(&[LOG, BY_ID, META], TransactionDurability::Strict, OP)?;
+        let log = tx.object_store(LOG).during(OP)?;
+        let by_id = tx.object_store(BY_ID).during(OP)?;
+        let meta = tx.object_store(META).during(OP)?;
+        // All reads go out at once and are answered in order; the
+        // transaction stays active while requests are pending.
+        let meta_request = get(&meta, space_key(space)).during(OP)?;
+        let lookups = entries
+            .iter()
+            .map(|e| get(&by_id, id_key(space, &e.id())))
+            .collect::<Result<Vec<_>, _>>()
+            .during(OP)?;
+        let stored = meta_request.await.during(OP)?;
+        let created = stored.is_none();
+        let mut state = stored.map_or(Ok(Meta::default()), Meta::decode)?;
+        let mut fresh = Vec::new();
+        let mut seen = HashSet::new();
+        for (entry, lookup) in entries.iter().zip(lookups) {
+            let known = lookup.await.during(OP)?.is_some();
+            if !known && seen.insert(entry.id()) {
+                fresh.push(entry);
+            }
+        }
+        if fresh.is_empty() && !created {
+            return Ok(());
+        }
+        for entry in fresh {
+            let position = state.len;
+            put(&log, log_key(space, position), bytes_value(&entry.encode())).during(OP)?;
+            put(
+                &by_id,
+                id_key(space, &entry.id()),
+                JsValue::from_f64(position as f64),
+            )
+            .during(OP)?;
+            let header = entry.header();
+            state.vv.raise(header.author, header.seq.saturating_add(1));
+            state.len += 1;
+        }
+        put(&meta, space_key(space), state.encode()).during(OP)?;
+        commit(tx, OP).await
+    }
+
+    async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, IdbError> {
+        const OP: &str = "entries_from";
+        let tx = self.read(&[LOG], OP)?;
+        let log = tx.object_store(LOG).during(OP)?;
+        let end = pair(space, &JsValue::from_f64(f64::INFINITY));
+        let range = KeyRange::Bound(log_key(space, from), false, end, false);
+        get_range(&log, range)
+            .await
+            .during(OP)?
+            .into_iter()
+            .map(decode_entry)
+            .collect()
+    }
+
+    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, IdbError> {
+        const OP: &str = "entry";
+        let tx = self.read(&[LOG, BY_ID], OP)?;
+        let log = tx.object_store(LOG).during(OP)?;
+        let by_id = tx.object_store(BY_ID).during(OP)?;
+        let Some(position) = get(&by_id, id_key(space, id))
+            .during(OP)?
+            .await
+            .during(OP)?
+        else {
+            return Ok(None);
+        };
+        let position = decode_position(&position)?;
+        let value = get(&log, log_key(space, position))
+            .during(OP)?
+            .await
+            .during(OP)?
+            .ok_or_else(|| IdbError::corrupt(LOG, "an indexed entry is missing from the log"))?;
+        let entry = decode_entry(value)?;
+        if entry.id() != *id {
+            return Err(IdbError::corrupt(
+                BY_ID,
+                "the indexed position holds another entry",
+            ));
+        }
+        Ok(Some(entry))
+    }
+
+    async fn log_len(&self, space: &SpaceId) -> Result<u64, IdbError> {
+        Ok(self.meta(space, "log_len").await?.len)
+    }
+
+    async fn version_vector(&self, space: &SpaceId) -> Result<VersionVector, IdbError> {
+        Ok(self.meta(space, "version_vector").await?.vv)
+    }
+
+    /// Replaces the snapshot with `relaxed` durability: a snapshot lost to a
+    /// power cut costs a longer replay on the next load, never data.
+    async fn put_snapshot(&self, space: &SpaceId, snapshot: &Snapshot) -> Result<(), IdbError> {
+        const OP: &str = "put_snapshot";
+        let tx = self.write(&[SNAPSHOTS], TransactionDurability::Relaxed, OP)?;
+        let snapshots = tx.object_store(SNAPSHOTS).during(OP)?;
+        put(&snapshots, space_key(space), encode_snapshot(snapshot)).during(OP)?;
+        commit(tx, OP).await
+    }
+
+    async fn snapshot(&self, space: &SpaceId) -> Result<Option<Snapshot>, IdbError> {
+        const OP: &str = "snapshot";
+        let tx = self.read(&[SNAPSHOTS], OP)?;
+        let snapshots = tx.object_store(SNAPSHOTS).during(OP)?;
+        get(&snapshots, space_key(space))
+            .during(OP)?
+            .await
+            .during(OP)?
+            .map(decode_snapshot)
+            .transpose()
+    }
+
+    /// Keyed by the proof's hash, so storing it again changes nothing.
+    async fn put_fork_proof(&self, space: &SpaceId, proof: &[u8]) -> Result<(), IdbError> {
+        const OP: &str = "put_fork_proof";
+        let tx = self.write(&[FORKS], TransactionDurability::Strict, OP)?;
+        let forks = tx.object_store(FORKS).during(OP)?;
+        let key = pair(space, &JsValue::from_str(&Hash::of(proof).to_hex()));
+        put(&forks, key, bytes_value(proof)).during(OP)?;
+        commit(tx, OP).await
+    }
+
+    /// In the order of their hashes.
+    async fn fork_proofs(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, IdbError> {
+        const OP: &str = "fork_proofs";
+        let tx = self.read(&[FORKS], OP)?;
+        let forks = tx.object_store(FORKS).during(OP)?;
+        get_range(&forks, space_range(space))
+            .await
+            .during(OP)?
+            .into_iter()
+            .map(|v| value_bytes(FORKS, v))
+            .collect()
+    }
+
+    async fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), IdbError> {
+        const OP: &str = "put_secret";
+        let tx = self.write(&[SECRETS], TransactionDurability::Strict, OP)?;
+        let secrets = tx.object_store(SECRETS).during(OP)?;
+        put(&secrets, JsValue::from_str(name), bytes_value(value)).during(OP)?;
+        commit(tx, OP).await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, IdbError> {
+        const OP: &str = "secret";
+        let tx = self.read(&[SECRETS], OP)?;
+        let secrets = tx.object_store(SECRETS).during(OP)?;
+        get(&secrets, JsValue::from_str(name))
+            .during(OP)?
+            .await
+            .during(OP)?
+            .map(|v| value_bytes(SECRETS, v))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+    /// A newer build whose upgrade is blocked by a connection that stays open
+    /// gets `Blocked`, and its abandoned request changes nothing when the
+    /// connection finally closes.
+    #[wasm_bindgen_test]
+    async fn a_blocked_upgrade_fails_and_leaves_the_database_alone() {
+        let name = format!(
+            "civicbase-unit-blocked-{}",
+            (js_sys::Math::random() * 1e12) as u64
+        );
+        // An older build's connection, which ignores `versionchange`.
+        let old = Database::open(name.as_str())
+            .with_version(SCHEMA_VERSION)
+            .with_on_upgrade_needed(upgrade)
+            .await
+            .expect("open the old connection");
+        let err = IdbStore::open_version(&name, SCHEMA_VERSION + 1)
+            .await
+            .expect_err("the upgrade is blocked");
+        assert!(matches!(err, IdbError::Blocked { .. }), "{err:?}");
+        old.close();
+        // Open requests for one database run in order, so this one runs after
+        // the abandoned upgrade, which must have been aborted.
+        let after = Database::open(name.as_str())
+            .await
+            .expect("open after the old connection closed");
+        assert_eq!(after.version(), f64::from(SCHEMA_VERSION));
+        after.close();
+        IdbStore::open(&name)
+            .await
+            .expect("this build still opens the database");
+    }
+}
