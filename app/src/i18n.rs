@@ -56,10 +56,19 @@ pub fn t(lang: Lang, key: &'static str) -> &'static str {
     }
 }
 
+thread_local! {
+    static LANG: std::cell::Cell<Option<RwSignal<Lang>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `lang` the signal every translation follows.
+pub fn set_lang_signal(lang: RwSignal<Lang>) {
+    LANG.with(|l| l.set(Some(lang)));
+}
+
 /// A reactive translation for use in views.
 pub fn tr(key: &'static str) -> impl Fn() -> &'static str + Copy {
-    let lang = expect_context::<RwSignal<Lang>>();
-    move || t(lang.get(), key)
+    let lang = LANG.with(|l| l.get());
+    move || t(lang.map_or(Lang::En, |l| l.get()), key)
 }
 
 fn en(key: &'static str) -> &'static str {

@@ -10,6 +10,9 @@ mod ui;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&info.to_string().into());
+    }));
     leptos::mount::mount_to_body(ui::App);
 }
 

@@ -25,16 +25,29 @@ struct Session {
     persist: RwSignal<Option<bool>>,
 }
 
+thread_local! {
+    /// The app's signals, reachable from async tasks (which run outside the
+    /// reactive owner that holds the context).
+    static GLOBALS: std::cell::Cell<Option<(Shared, Session, RwSignal<Lang>)>> = const { std::cell::Cell::new(None) };
+}
+
+fn globals() -> (Shared, Session, RwSignal<Lang>) {
+    GLOBALS.with(|g| g.get()).unwrap_or_else(|| {
+        // Only reachable if a view renders before App set the globals.
+        wasm_bindgen::throw_str("CivicBase: app state used before start")
+    })
+}
+
 fn shared() -> Shared {
-    expect_context::<Shared>()
+    globals().0
 }
 
 fn session() -> Session {
-    expect_context::<Session>()
+    globals().1
 }
 
 fn lang() -> Lang {
-    expect_context::<RwSignal<Lang>>().get_untracked()
+    globals().2.get_untracked()
 }
 
 /// Sends a request; on failure shows the engine's message and returns None.
@@ -102,6 +115,8 @@ pub fn App() -> impl IntoView {
         persist: RwSignal::new(None),
     };
     provide_context(s);
+    GLOBALS.with(|g| g.set(Some((shared, s, lang))));
+    crate::i18n::set_lang_signal(lang);
     let loaded = RwSignal::new(false);
     client::start(shared);
     register_service_worker();

@@ -28,6 +28,15 @@ const CORE_PACKAGE: &str = "civicbase-core";
 /// Package name of the Web Worker engine, whose tests run in headless Chromium.
 const WORKER_PACKAGE: &str = "civicbase-worker";
 
+/// Package name of the browser app.
+const APP_PACKAGE: &str = "civicbase-app";
+
+/// The Trunk release that builds with this toolchain (0.22 needs a newer rustc).
+const TRUNK_VERSION: &str = "0.21.14";
+
+/// Where the end-to-end tests and their npm dependencies live.
+const E2E_DIR: &str = "tests/e2e";
+
 /// Where Debian's `chromium` package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -72,9 +81,8 @@ COMMANDS:
                       (under Node via wasm-bindgen-test-runner), then the
                       worker's tests in headless Chromium (a Web Worker).
                       CIVICBASE_SCHEDULES is passed through unchanged.
-    run               Set up what is missing and run CivicBase: for now the
-                      offline-town walkthrough of the core (two devices work
-                      apart, sync, and a third imports a signed bundle file).
+    run               Set up what is missing, build the browser app and serve
+                      it on http://127.0.0.1:8080/ (PORT to change).
     bench             Run the benchmarks (cargo bench -p civicbase-bench).
     fuzz-build        Build the fuzz targets with cargo-fuzz on nightly, if
                       fuzz/ and cargo-fuzz exist (not part of ci).
@@ -288,7 +296,90 @@ fn fmt_duration(d: Duration) -> String {
 fn setup(ctx: &Ctx) -> Result<()> {
     ensure_wasm_target(ctx)?;
     ensure_test_runner(ctx)?;
-    ensure_chromium(ctx)
+    ensure_chromium(ctx)?;
+    ensure_trunk(ctx)?;
+    ensure_e2e_deps(ctx)
+}
+
+/// Installs Trunk [`TRUNK_VERSION`] unless that exact version is on PATH, and
+/// Debian's binaryen (wasm-opt) for release builds unless present.
+fn ensure_trunk(ctx: &Ctx) -> Result<()> {
+    let have = ctx
+        .which("trunk")
+        .and_then(|_| capture(ctx.command("trunk").arg("--version")).ok())
+        .unwrap_or_default();
+    if have.trim() == format!("trunk {TRUNK_VERSION}") {
+        println!("setup: trunk {TRUNK_VERSION} is installed");
+    } else {
+        println!("setup: installing trunk {TRUNK_VERSION} (several minutes, once)");
+        run_cmd(&mut ctx.cargo(&["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+    }
+    if ctx.which("wasm-opt").is_some() {
+        println!("setup: wasm-opt is installed");
+        return Ok(());
+    }
+    apt_install(ctx, &["binaryen"])
+}
+
+/// Installs the end-to-end tests' npm dependencies (playwright-core, which
+/// drives the system Chromium and never downloads a browser).
+fn ensure_e2e_deps(ctx: &Ctx) -> Result<()> {
+    if ctx.has_file(&format!("{E2E_DIR}/node_modules/playwright-core/package.json")) {
+        println!("setup: end-to-end test dependencies are installed");
+        return Ok(());
+    }
+    if ctx.which("npm").is_none() {
+        bail!("npm is missing; install Node.js (20 or later) for the end-to-end tests");
+    }
+    let mut cmd = ctx.command("npm");
+    cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(ctx.root.join(E2E_DIR));
+    run_cmd(&mut cmd)
+}
+
+/// Runs `apt-get install -y` for `packages`, through `sudo` unless root.
+fn apt_install(ctx: &Ctx, packages: &[&str]) -> Result<()> {
+    if ctx.which("apt-get").is_none() {
+        bail!("{} missing and there is no apt-get to install it", packages.join(", "));
+    }
+    let root = capture(ctx.command("id").arg("-u"))?.trim() == "0";
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            ctx.command("apt-get")
+        } else {
+            let mut cmd = ctx.command("sudo");
+            cmd.arg("apt-get");
+            cmd
+        };
+        cmd.args(args);
+        cmd
+    };
+    println!("setup: installing {}", packages.join(", "));
+    run_cmd(&mut apt(&["update"]))?;
+    let mut args = vec!["install", "-y"];
+    args.extend_from_slice(packages);
+    run_cmd(&mut apt(&args))
+}
+
+/// Builds the browser app into `dist/` with Trunk (release: optimised and
+/// shrunk with wasm-opt).
+fn build_app(ctx: &Ctx) -> Result<()> {
+    let mut cmd = ctx.command("trunk");
+    cmd.args(["build", "--release"])
+        .env("TRUNK_SKIP_VERSION_CHECK", "true")
+        .current_dir(&ctx.root);
+    run_cmd(&mut cmd)
+}
+
+/// Runs the end-to-end journeys (Node's test runner driving headless
+/// Chromium through playwright-core) against `dist/`.
+fn test_e2e(ctx: &Ctx) -> Result<()> {
+    if !ctx.has_file("dist/index.html") {
+        build_app(ctx)?;
+    }
+    let mut cmd = ctx.command("node");
+    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .current_dir(ctx.root.join(E2E_DIR));
+    run_cmd(&mut cmd)
 }
 
 /// Installs Debian's `chromium` and `chromium-driver` unless both
@@ -302,26 +393,7 @@ fn ensure_chromium(ctx: &Ctx) -> Result<()> {
         println!("setup: warning: {CHROMIUM} or {CHROMEDRIVER} is missing and there is no apt-get; install Chromium and a matching ChromeDriver there for the browser tests");
         return Ok(());
     }
-    let root = capture(ctx.command("id").arg("-u"))?.trim() == "0";
-    let apt_get = |args: &[&str]| {
-        let mut cmd = if root {
-            ctx.command("apt-get")
-        } else {
-            let mut cmd = ctx.command("sudo");
-            cmd.arg("apt-get");
-            cmd
-        };
-        cmd.args(args);
-        cmd
-    };
-    println!("setup: installing Chromium and ChromeDriver");
-    run_cmd(&mut apt_get(&["update"]))?;
-    run_cmd(&mut apt_get(&[
-        "install",
-        "-y",
-        "chromium",
-        "chromium-driver",
-    ]))
+    apt_install(ctx, &["chromium", "chromium-driver"])
 }
 
 /// Adds the wasm32 target through rustup unless it is already installed.
@@ -939,7 +1011,9 @@ fn test(ctx: &Ctx) -> Result<()> {
     setup(ctx)?;
     test_native(ctx, false)?;
     test_wasm(ctx, false)?;
-    test_browser(ctx)
+    test_browser(ctx)?;
+    build_app(ctx)?;
+    test_e2e(ctx)
 }
 
 /// Runs the native test suite of the whole workspace (except the bench
@@ -1011,14 +1085,10 @@ fn bench(ctx: &Ctx) -> Result<()> {
 /// walkthrough of the core.
 fn run_demo(ctx: &Ctx) -> Result<()> {
     setup(ctx)?;
-    run_cmd(&mut ctx.cargo(&[
-        "run",
-        "--quiet",
-        "-p",
-        CORE_PACKAGE,
-        "--example",
-        "offline_town",
-    ]))
+    build_app(ctx)?;
+    let mut cmd = ctx.command("node");
+    cmd.arg(ctx.root.join(E2E_DIR).join("serve.mjs"));
+    run_cmd(&mut cmd)
 }
 
 /// `cargo xtask fuzz-build`: builds the fuzz targets when `fuzz/`, cargo-fuzz
@@ -1076,6 +1146,8 @@ const CI_STEPS: &[(&str, Step)] = &[
             CORE_PACKAGE,
             "-p",
             WORKER_PACKAGE,
+            "-p",
+            APP_PACKAGE,
             "--target",
             WASM_TARGET,
             "--all-targets",
@@ -1088,6 +1160,8 @@ const CI_STEPS: &[(&str, Step)] = &[
     ("test-native", |ctx| test_native(ctx, true)),
     ("test-wasm32", |ctx| test_wasm(ctx, true)),
     ("test-browser", test_browser),
+    ("build-app", build_app),
+    ("test-e2e", test_e2e),
 ];
 
 /// `cargo xtask ci`: runs [`CI_STEPS`] in order, timing each, stopping at the

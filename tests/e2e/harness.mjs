@@ -1,0 +1,130 @@
+// Shared pieces of the end-to-end tests: a static server for dist/ on
+// 127.0.0.1, headless Chromium profiles, and screenshots kept as artefacts.
+import { createServer } from "node:http";
+import { readFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { join, extname, resolve, dirname } from "node:path";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const root = resolve(here, "..", "..");
+export const dist = process.env.CIVICBASE_DIST ?? join(root, "dist");
+export const artifacts = join(root, "test-artifacts");
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".css": "text/css; charset=utf-8",
+  ".png": "image/png",
+  ".webmanifest": "application/manifest+json",
+  ".json": "application/json",
+};
+
+/** Serves dist/ on 127.0.0.1 (at a free port unless `port` is given). `offline()` makes it refuse everything. */
+export async function startServer(port = 0) {
+  let down = false;
+  const server = createServer(async (req, res) => {
+    if (down) {
+      req.socket.destroy();
+      return;
+    }
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const file = join(dist, path.endsWith("/") ? path + "index.html" : path);
+    if (!file.startsWith(dist)) {
+      res.writeHead(403).end();
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, {
+        "content-type": MIME[extname(file)] ?? "application/octet-stream",
+        "cache-control": "no-cache",
+      });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end("not found");
+    }
+  });
+  await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    offline() {
+      down = true;
+    },
+    online() {
+      down = false;
+    },
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+const FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+
+/** A browser profile (a separate device): its own data directory. */
+export async function profile(name) {
+  const dir = await mkdtemp(join(tmpdir(), `civicbase-${name}-`));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 420, height: 860 },
+    acceptDownloads: true,
+  });
+  return {
+    context,
+    dir,
+    async close() {
+      await context.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Saves a screenshot under test-artifacts/screenshots. */
+export async function shot(page, name) {
+  const d = join(artifacts, "screenshots");
+  await mkdir(d, { recursive: true });
+  await page.screenshot({ path: join(d, `${name}.png`), fullPage: true });
+}
+
+/** Opens the app and waits until it answers. */
+export async function open(context, url) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(url);
+  await page.waitForSelector("main h1", { timeout: 20_000 });
+  return page;
+}
+
+/** First run: creates the identity. */
+export async function createIdentity(page, name) {
+  await page.fill("#name", name);
+  await page.click("#create-identity");
+  await page.waitForSelector("#create-space");
+}
+
+/** Creates a space and opens it. */
+export async function createSpace(page, name) {
+  await page.fill("#space-name", name);
+  await page.click("#create-space");
+  await page.waitForSelector("#space-title");
+}
+
+/** Posts a notice in the open space. */
+export async function postNotice(page, title, body = "") {
+  await page.fill("#notice-title", title);
+  await page.fill("#notice-body", body);
+  await page.click("#post-notice");
+  await page.waitForSelector(`li.notice h3:has-text("${title}")`);
+}
