@@ -60,19 +60,21 @@ pub struct Bundle {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BundleError {
     /// Not a CivicBase bundle.
-    #[error("this file is not a CivicBase bundle")]
+    #[error("This file is not a CivicBase bundle.")]
     NotABundle,
     /// Written by a newer version.
-    #[error("bundle version {0} is not supported by this version of CivicBase")]
+    #[error(
+        "This bundle was made by a newer CivicBase (format {0}); update CivicBase to import it."
+    )]
     Version(u8),
     /// Truncated or malformed.
-    #[error("the bundle file is damaged: {0}")]
+    #[error("The bundle file is damaged ({0}); ask for a new copy.")]
     Decode(#[from] DecodeError),
     /// The signature does not match: altered or forged.
-    #[error("the bundle's signature does not match: the file was altered or forged ({0})")]
+    #[error("The bundle's signature does not match: the file was altered or forged ({0}). Nothing was imported.")]
     Signature(#[source] SignatureError),
     /// The bundle is for another space.
-    #[error("the bundle belongs to another space")]
+    #[error("This bundle belongs to another space.")]
     WrongSpace {
         /// The space being imported into.
         expected: SpaceId,

@@ -324,7 +324,9 @@ fn ensure_trunk(ctx: &Ctx) -> Result<()> {
 /// Installs the end-to-end tests' npm dependencies (playwright-core, which
 /// drives the system Chromium and never downloads a browser).
 fn ensure_e2e_deps(ctx: &Ctx) -> Result<()> {
-    if ctx.has_file(&format!("{E2E_DIR}/node_modules/playwright-core/package.json")) {
+    if ctx.has_file(&format!(
+        "{E2E_DIR}/node_modules/playwright-core/package.json"
+    )) {
         println!("setup: end-to-end test dependencies are installed");
         return Ok(());
     }
@@ -332,14 +334,18 @@ fn ensure_e2e_deps(ctx: &Ctx) -> Result<()> {
         bail!("npm is missing; install Node.js (20 or later) for the end-to-end tests");
     }
     let mut cmd = ctx.command("npm");
-    cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(ctx.root.join(E2E_DIR));
+    cmd.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(ctx.root.join(E2E_DIR));
     run_cmd(&mut cmd)
 }
 
 /// Runs `apt-get install -y` for `packages`, through `sudo` unless root.
 fn apt_install(ctx: &Ctx, packages: &[&str]) -> Result<()> {
     if ctx.which("apt-get").is_none() {
-        bail!("{} missing and there is no apt-get to install it", packages.join(", "));
+        bail!(
+            "{} missing and there is no apt-get to install it",
+            packages.join(", ")
+        );
     }
     let root = capture(ctx.command("id").arg("-u"))?.trim() == "0";
     let apt = |args: &[&str]| {
