@@ -7,6 +7,9 @@
 //! bundles, which are refused whole when altered and entry by entry when an
 //! attacker re-signs them.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 mod common;
 
 use civicbase_core::bundle::{self, BundleError, BUNDLE_VERSION, MAGIC};

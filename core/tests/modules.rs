@@ -2,6 +2,9 @@
 //! refusal checked for its specific error and for leaving no trace (see
 //! `common::refuse`).
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 mod common;
 
 use civicbase_core::replica::{HeartConflicts, IngestError};
