@@ -83,6 +83,9 @@ COMMANDS:
                       CIVICBASE_SCHEDULES is passed through unchanged.
     run               Set up what is missing, build the browser app and serve
                       it on http://127.0.0.1:8080/ (PORT to change).
+    bench-browser     Browser benchmarks in headless Chromium (cold start,
+                      IndexedDB ingest, tab-to-tab latency, bytes shipped),
+                      each against a raw baseline in the same run.
     bench             Run the benchmarks (cargo bench -p civicbase-bench).
     fuzz-build        Build the fuzz targets with cargo-fuzz on nightly, if
                       fuzz/ and cargo-fuzz exist (not part of ci).
@@ -127,6 +130,7 @@ fn run() -> Result<()> {
         "test" => test(&ctx),
         "bench" => bench(&ctx),
         "run" => run_demo(&ctx),
+        "bench-browser" => bench_browser(&ctx),
         "fuzz-build" => fuzz_build(&ctx),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
@@ -1094,6 +1098,32 @@ fn run_demo(ctx: &Ctx) -> Result<()> {
     build_app(ctx)?;
     let mut cmd = ctx.command("node");
     cmd.arg(ctx.root.join(E2E_DIR).join("serve.mjs"));
+    run_cmd(&mut cmd)
+}
+
+/// `cargo xtask bench-browser`: builds the app and a 10,000-record bundle,
+/// then runs `tests/e2e/bench.mjs`, which prints the figures.
+fn bench_browser(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    build_app(ctx)?;
+    let bundle = ctx.root.join("target").join("bench-10k.civicbase");
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    run_cmd(&mut ctx.cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        CORE_PACKAGE,
+        "--example",
+        "gen_bundle",
+        "--",
+        &bundle_arg,
+        "10000",
+        "50",
+    ]))?;
+    let mut cmd = ctx.command("node");
+    cmd.arg(ctx.root.join(E2E_DIR).join("bench.mjs"))
+        .env("BENCH_BUNDLE", &bundle);
     run_cmd(&mut cmd)
 }
 
