@@ -15,7 +15,9 @@ const T0: u64 = 1_760_000_000_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = args.next().ok_or("usage: gen_bundle OUT [RECORDS] [AUTHORS]")?;
+    let out = args
+        .next()
+        .ok_or("usage: gen_bundle OUT [RECORDS] [AUTHORS]")?;
     let records: u64 = args.next().map_or(Ok(10_000), |s| s.parse())?;
     let authors: u8 = args.next().map_or(Ok(50), |s| s.parse())?;
     let founder = Keypair::from_seed([1; 32]);
