@@ -368,6 +368,54 @@ fn median_of<F: FnMut() -> SyncCost>(mut f: F) -> SyncCost {
     runs[REPS / 2]
 }
 
+/// This thread's time on a CPU and time spent waiting for one (runnable but
+/// not running), from `/proc/thread-self/schedstat` (Linux). The kernel
+/// updates these at scheduler ticks, so they suit whole sections, not
+/// single short runs.
+fn sched() -> Option<(Duration, Duration)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((
+        Duration::from_nanos(it.next()??),
+        Duration::from_nanos(it.next()??),
+    ))
+}
+
+/// Times a section and says how much of it the benchmark thread spent
+/// waiting for a CPU that other processes held (0% on an idle machine).
+struct Section {
+    wall: Instant,
+    sched: Option<(Duration, Duration)>,
+}
+
+impl Section {
+    fn start() -> Self {
+        Section {
+            wall: Instant::now(),
+            sched: sched(),
+        }
+    }
+
+    fn report(self) -> String {
+        let wall = self.wall.elapsed();
+        match (self.sched, sched()) {
+            (Some((_, w0)), Some((_, w1))) => format!(
+                "   (section took {:.1} s; runqueue wait {:.0}% of it, i.e. time other processes held the CPU; load {})",
+                wall.as_secs_f64(),
+                100.0 * (w1 - w0).as_secs_f64() / wall.as_secs_f64(),
+                load_average()
+            ),
+            _ => format!("   (section took {:.1} s)", wall.as_secs_f64()),
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -831,6 +879,7 @@ fn main() {
     println!();
 
     // 1. Ingest.
+    let section = Section::start();
     let single = median_of(|| ingest_run(&ds, 0));
     let batch = median_of(|| ingest_run(&ds, 1));
     let trusted = median_of(|| ingest_run(&ds, 2));
@@ -859,9 +908,11 @@ fn main() {
         met(rate(batch) >= 30_000.0),
         rate(batch)
     );
+    println!("{}", section.report());
     println!();
 
     // 2. CivicBase sync.
+    let section = Section::start();
     let cb_catch = median_of(|| civicbase_catch_up(&ds));
     let cb_init = median_of(|| civicbase_initial(&ds));
     let catch_missing = encoded_bytes(ds.a_entries()) + encoded_bytes(ds.b_entries());
@@ -896,9 +947,11 @@ fn main() {
         "   target: catch-up wire bytes <= 1.2x missing-entry bytes: {} ({catch_ratio:.3}x)",
         met(catch_ratio <= 1.2)
     );
+    println!("{}", section.report());
     println!();
 
     // 3. automerge and yrs.
+    let section = Section::start();
     let t = Instant::now();
     let am_docs = am::build(&ds);
     let am_build = t.elapsed();
@@ -971,6 +1024,7 @@ fn main() {
         ms(cb_catch.time),
         ms(am_catch.time)
     );
+    println!("{}", section.report());
     println!();
     println!(
         "Total benchmark time {:.1} s",

@@ -79,6 +79,42 @@ pub fn verifying_key(author: &AuthorId) -> Result<VerifyingKey, SignatureError> 
     Ok(key)
 }
 
+/// The encodings of the eight small-order points with the sign bit cleared,
+/// plus the two non-canonical ones (y = p and y = p + 1).
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    static TABLE: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut v: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|p| {
+                let mut b = p.compress().to_bytes();
+                b[31] &= 0x7f;
+                b
+            })
+            .collect();
+        for low in [0xed, 0xee] {
+            let mut b = [0xff; 32];
+            b[0] = low;
+            b[31] = 0x7f;
+            v.push(b);
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
+}
+
+/// Whether `r` encodes a small-order point, by comparing bytes instead of
+/// decompressing (a batch then decompresses each `R` only once, inside the
+/// batch equation; an `R` that is no point at all fails the batch and is
+/// caught by the single verification that follows).
+fn r_has_small_order(r: &[u8]) -> bool {
+    let mut y = [0u8; 32];
+    y.copy_from_slice(&r[..32]);
+    y[31] &= 0x7f;
+    small_order_encodings().contains(&y)
+}
+
 fn check_r(sig: &[u8; SIGNATURE_LEN]) -> Result<(), SignatureError> {
     let mut r = [0u8; 32];
     r.copy_from_slice(&sig[..32]);
@@ -132,7 +168,13 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), SignatureError>> 
             .entry(item.author)
             .or_insert_with(|| verifying_key(item.author))
             .clone();
-        let pre = key.and_then(|k| check_r(item.signature).map(|()| k));
+        let pre = key.and_then(|k| {
+            if r_has_small_order(item.signature) {
+                Err(SignatureError::Malleable)
+            } else {
+                Ok(k)
+            }
+        });
         match pre {
             Ok(key) => {
                 keys.push(key);
@@ -181,6 +223,35 @@ mod tests {
             verify(&author, b"x", &[0; 64]),
             Err(SignatureError::WeakKey)
         );
+    }
+
+    #[test]
+    fn every_small_order_r_is_recognised_without_decompressing() {
+        for p in curve25519_dalek::constants::EIGHT_TORSION {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(p.compress().as_bytes());
+            assert!(r_has_small_order(&sig), "{p:?}");
+            assert_eq!(check_r(&sig), Err(SignatureError::Malleable));
+            sig[31] |= 0x80;
+            assert!(r_has_small_order(&sig), "with the sign bit set");
+        }
+        let kp = Keypair::from_seed([9; 32]);
+        let good = kp.sign(b"m");
+        assert!(!r_has_small_order(&good));
+        // Batch and single verification agree on a small-order R.
+        let mut bad = good;
+        bad[..32].copy_from_slice(
+            curve25519_dalek::constants::EIGHT_TORSION[1]
+                .compress()
+                .as_bytes(),
+        );
+        let author = kp.author();
+        let items = [BatchItem {
+            author: &author,
+            message: b"m",
+            signature: &bad,
+        }];
+        assert_eq!(verify_batch(&items)[0], verify(&author, b"m", &bad));
     }
 
     #[test]
