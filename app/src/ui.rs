@@ -1,10 +1,10 @@
 //! The views.
 
-use civicbase_core::op::{encode_payload, Op};
-use civicbase_core::Hash;
+use civicbase_core::op::{encode_payload, Choice, NeedKind, Op, Role, Urgency};
+use civicbase_core::{AuthorId, Hash};
 use civicbase_proto::{
-    IdentityInfo, NoticeView, RequestBody, ResponseBody, SpaceSummary, StatusInfo, ViewData,
-    ViewQuery,
+    IdentityInfo, NeedFilter, NeedView, NoticeView, ProposalView, RequestBody, ResponseBody,
+    SpaceSummary, StatusInfo, ViewData, ViewQuery,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -384,6 +384,9 @@ fn role_key(r: u8) -> &'static str {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
     Notices,
+    Decisions,
+    Needs,
+    Hearts,
     Members,
     Sync,
 }
@@ -416,11 +419,17 @@ fn SpaceView() -> impl IntoView {
         <h1 id="space-title">{name}</h1>
         <div class="tabs" role="tablist">
             {tab_button(Tab::Notices, "tab.notices")}
+            {tab_button(Tab::Decisions, "tab.decisions")}
+            {tab_button(Tab::Needs, "tab.needs")}
+            {tab_button(Tab::Hearts, "tab.hearts")}
             {tab_button(Tab::Members, "tab.members")}
             {tab_button(Tab::Sync, "tab.sync")}
         </div>
         {move || match tab.get() {
             Tab::Notices => view! { <Notices space=space()/> }.into_any(),
+            Tab::Decisions => view! { <Decisions space=space()/> }.into_any(),
+            Tab::Needs => view! { <Needs space=space()/> }.into_any(),
+            Tab::Hearts => view! { <Hearts space=space()/> }.into_any(),
             Tab::Members => view! { <Members space=space()/> }.into_any(),
             Tab::Sync => view! { <SyncPanel space=space()/> }.into_any(),
         }}
@@ -434,12 +443,18 @@ fn live_view(
 ) -> RwSignal<Option<ViewData>> {
     let out = RwSignal::new(None);
     let version = shared().version;
+    // Answers can arrive out of order (filters typed quickly): keep the latest.
+    let asked = StoredValue::new(0u64);
     Effect::new(move |_| {
         version.track();
         let q = query();
+        asked.update_value(|n| *n += 1);
+        let mine = asked.get_value();
         spawn_local(async move {
             if let Some(ResponseBody::View(v)) = ask(RequestBody::View { space, query: q }).await {
-                out.set(Some(v));
+                if asked.try_get_value() == Some(mine) {
+                    out.set(Some(v));
+                }
             }
         });
     });
@@ -573,6 +588,8 @@ fn NoticeItem(space: SpaceId, n: NoticeView) -> impl IntoView {
 #[component]
 fn Members(space: SpaceId) -> impl IntoView {
     let data = live_view(space, || ViewQuery::Members);
+    let mr = me_and_role(space);
+    let admin = move || mr.get().1 == Some(3);
     let role = RwSignal::new(1u8);
     let link = RwSignal::new(None::<String>);
     let invite = move |ev: leptos::ev::SubmitEvent| {
@@ -605,9 +622,12 @@ fn Members(space: SpaceId) -> impl IntoView {
                 <tbody>
                     <For each=move || rows() key=|m| (m.id, m.role, m.removed, m.name.clone()) let:m>
                         <tr class:removed=m.removed>
-                            <td>{m.name.clone()}</td>
+                            <td>{m.name.clone()}{move || (mr.get().0 == Some(m.id)).then(|| format!(" {}", t(lang(), "members.you")))}</td>
                             <td>{t(lang(), role_key(m.role))}</td>
                             <td class="mono">{m.fingerprint.clone()}</td>
+                            <Show when=move || admin() && !m.removed && mr.get().0 != Some(m.id)>
+                                <td><MemberAdmin space=space member=m.id role=m.role/></td>
+                            </Show>
                         </tr>
                     </For>
                 </tbody>
@@ -629,6 +649,805 @@ fn Members(space: SpaceId) -> impl IntoView {
                 <p>{tr("members.link")}</p>
                 <input readonly id="invite-output" class="mono" prop:value=move || link.get().unwrap_or_default()/>
             </Show>
+        </section>
+    }
+}
+
+/// An admin's controls for one member: change the role, remove (confirmed).
+#[component]
+fn MemberAdmin(space: SpaceId, member: SpaceId, role: u8) -> impl IntoView {
+    let chosen = RwSignal::new(role);
+    let confirming = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let set_role = move |_| {
+        let r = chosen.get_untracked();
+        busy.set(true);
+        spawn_local(async move {
+            let op = Op::SetRole {
+                member: AuthorId(member),
+                role: role_from(r),
+            };
+            if act(space, vec![op]).await {
+                alert(shared(), t(lang(), "members.role_changed").into());
+            }
+            busy.set(false);
+        });
+    };
+    let remove = move |_| {
+        busy.set(true);
+        spawn_local(async move {
+            let op = Op::Remove {
+                member: AuthorId(member),
+            };
+            if act(space, vec![op]).await {
+                alert(shared(), t(lang(), "members.removed").into());
+            }
+            confirming.set(false);
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="member-admin">
+            <select class="member-role" aria-label=move || tr("members.role")()
+                on:change=move |ev| chosen.set(event_target_value(&ev).parse().unwrap_or(role))>
+                {(0u8..=3).map(|r| view! {
+                    <option value=r.to_string() selected=r == role>{tr(role_key(r))}</option>
+                }).collect_view()}
+            </select>
+            <button type="button" class="member-set-role" on:click=set_role
+                disabled=move || busy.get() || chosen.get() == role>{tr("members.change_role")}</button>
+            <Show when=move || confirming.get() fallback=move || view! {
+                <button type="button" class="link danger member-remove"
+                    on:click=move |_| confirming.set(true)>{tr("members.remove")}</button>
+            }>
+                <p class="error" role="alert">{tr("members.confirm_remove")}</p>
+                <button type="button" class="danger member-remove-confirm" disabled=move || busy.get()
+                    on:click=remove>{tr("members.confirm")}</button>
+                <button type="button" on:click=move |_| confirming.set(false)>{tr("common.cancel")}</button>
+            </Show>
+        </div>
+    }
+}
+
+/// This member's id and role in `space`, read again on every change.
+fn me_and_role(space: SpaceId) -> Memo<(Option<SpaceId>, Option<u8>)> {
+    let ov = live_view(space, || ViewQuery::Overview);
+    Memo::new(move |_| match ov.get() {
+        Some(ViewData::Overview(o)) => (o.me, o.role),
+        _ => (None, None),
+    })
+}
+
+fn role_from(r: u8) -> Role {
+    match r {
+        0 => Role::Viewer,
+        1 => Role::Member,
+        2 => Role::Coordinator,
+        _ => Role::Admin,
+    }
+}
+
+/// Shows the form's validation message, if any.
+fn form_error(error: RwSignal<Option<&'static str>>) -> impl IntoView {
+    view! {
+        <Show when=move || error.get().is_some()>
+            <p class="error" role="alert">{move || error.get().map(|k| t(lang(), k))}</p>
+        </Show>
+    }
+}
+
+fn invalid(
+    error: RwSignal<Option<&'static str>>,
+    keys: &'static [&'static str],
+) -> impl Fn() -> Option<&'static str> + Copy {
+    move || {
+        error
+            .get()
+            .is_some_and(|k| keys.contains(&k))
+            .then_some("true")
+    }
+}
+
+/// A `datetime-local` value ("2025-03-01T18:30", local time) as Unix ms.
+fn parse_local_datetime(s: &str) -> Option<u64> {
+    if s.trim().is_empty() {
+        return None;
+    }
+    let ms = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(s.trim())).get_time();
+    (ms.is_finite() && ms > 0.0).then_some(ms as u64)
+}
+
+/// Unix ms as a `datetime-local` value in local time.
+fn local_datetime(ms: f64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms));
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        d.get_full_year(),
+        d.get_month() + 1,
+        d.get_date(),
+        d.get_hours(),
+        d.get_minutes()
+    )
+}
+
+const DAY_MS: f64 = 24.0 * 3_600_000.0;
+
+#[component]
+fn Decisions(space: SpaceId) -> impl IntoView {
+    let limit = RwSignal::new(PAGE);
+    let data = live_view(space, move || ViewQuery::Decisions {
+        offset: 0,
+        limit: limit.get(),
+    });
+    let title = RwSignal::new(String::new());
+    let body = RwSignal::new(String::new());
+    let deadline = RwSignal::new(local_datetime(js_sys::Date::now() + 7.0 * DAY_MS));
+    let quorum = RwSignal::new("1".to_owned());
+    let error = RwSignal::new(None::<&'static str>);
+    let busy = RwSignal::new(false);
+    let propose = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let ti = title.get_untracked().trim().to_owned();
+        if ti.is_empty() {
+            error.set(Some("err.title"));
+            return;
+        }
+        let Some(deadline_ms) = parse_local_datetime(&deadline.get_untracked()) else {
+            error.set(Some("err.deadline"));
+            return;
+        };
+        if (deadline_ms as f64) <= js_sys::Date::now() {
+            error.set(Some("err.deadline_past"));
+            return;
+        }
+        let Ok(q) = quorum.get_untracked().trim().parse::<u32>() else {
+            error.set(Some("err.quorum"));
+            return;
+        };
+        error.set(None);
+        busy.set(true);
+        let b = body.get_untracked();
+        spawn_local(async move {
+            let op = Op::Propose {
+                title: ti,
+                body: b,
+                deadline_ms,
+                quorum: q,
+            };
+            if act(space, vec![op]).await {
+                title.set(String::new());
+                body.set(String::new());
+                alert(shared(), t(lang(), "decisions.proposed").into());
+            }
+            busy.set(false);
+        });
+    };
+    let items = move || match data.get() {
+        Some(ViewData::Decisions(p)) => (p.items, p.total),
+        _ => (Vec::new(), 0),
+    };
+    view! {
+        <section class="card">
+            <h2>{tr("decisions.new")}</h2>
+            <form on:submit=propose novalidate>
+                <label for="propose-title">{tr("decisions.title")}</label>
+                <input id="propose-title" maxlength="300" prop:value=move || title.get()
+                    aria-invalid=invalid(error, &["err.title"])
+                    on:input=move |ev| title.set(event_target_value(&ev))/>
+                <label for="propose-body">{tr("decisions.body")}</label>
+                <textarea id="propose-body" rows="3" prop:value=move || body.get()
+                    on:input=move |ev| body.set(event_target_value(&ev))></textarea>
+                <label for="propose-deadline">{tr("decisions.deadline")}</label>
+                <input id="propose-deadline" type="datetime-local" prop:value=move || deadline.get()
+                    aria-invalid=invalid(error, &["err.deadline", "err.deadline_past"])
+                    on:input=move |ev| deadline.set(event_target_value(&ev))/>
+                <label for="propose-quorum">{tr("decisions.quorum")}</label>
+                <input id="propose-quorum" type="number" min="0" step="1" inputmode="numeric"
+                    prop:value=move || quorum.get()
+                    aria-invalid=invalid(error, &["err.quorum"])
+                    on:input=move |ev| quorum.set(event_target_value(&ev))/>
+                {form_error(error)}
+                <button type="submit" class="primary" id="propose-submit" disabled=move || busy.get()>{tr("decisions.propose")}</button>
+            </form>
+        </section>
+        <section aria-labelledby="decisions-heading">
+            <h2 id="decisions-heading" class="visually-hidden">{tr("tab.decisions")}</h2>
+            <Show when=move || items().1 == 0>
+                <p class="muted">{tr("decisions.none")}</p>
+            </Show>
+            <ul class="proposals">
+                <For each=move || items().0
+                    key=|p| (p.id, p.yes, p.no, p.abstain, p.my_vote, p.status, p.comments.len())
+                    let:p>
+                    <ProposalItem space=space p=p/>
+                </For>
+            </ul>
+            <Show when=move || { let (v, total) = items(); (v.len() as u32) < total }>
+                <button on:click=move |_| limit.update(|l| *l += PAGE)>{tr("common.more")}</button>
+            </Show>
+        </section>
+    }
+}
+
+fn choice_from(c: u8) -> Choice {
+    match c {
+        0 => Choice::Yes,
+        1 => Choice::No,
+        _ => Choice::Abstain,
+    }
+}
+
+#[component]
+fn ProposalItem(space: SpaceId, p: ProposalView) -> impl IntoView {
+    let id = p.id;
+    let open = p.status == 0;
+    let mine = p.my_vote;
+    let counted = (p.yes + p.no + p.abstain).max(1);
+    let status_key = match p.status {
+        0 => "decisions.status.0",
+        1 => "decisions.status.1",
+        2 => "decisions.status.2",
+        _ => "decisions.status.3",
+    };
+    let vote = move |c: u8| {
+        spawn_local(async move {
+            act(
+                space,
+                vec![Op::Vote {
+                    proposal: Hash(id),
+                    choice: choice_from(c),
+                }],
+            )
+            .await;
+        })
+    };
+    let comment = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<&'static str>);
+    let send_comment = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = comment.get_untracked().trim().to_owned();
+        if text.is_empty() {
+            error.set(Some("err.comment"));
+            return;
+        }
+        error.set(None);
+        spawn_local(async move {
+            if act(
+                space,
+                vec![Op::Comment {
+                    proposal: Hash(id),
+                    body: text,
+                }],
+            )
+            .await
+            {
+                comment.set(String::new());
+            }
+        });
+    };
+    let rows = [
+        (0u8, "decisions.yes", "yes", p.yes),
+        (1u8, "decisions.no", "no", p.no),
+        (2u8, "decisions.abstain", "abstain", p.abstain),
+    ];
+    let comment_id = format!("comment-{}", &hex(&id)[..12]);
+    view! {
+        <li class="proposal" class:closed=!open data-status=p.status.to_string()>
+            <h3>
+                <span class=format!("badge status-{}", p.status)>{tr(status_key)}</span>
+                {p.title.clone()}
+            </h3>
+            <p class="body">{p.body.clone()}</p>
+            <p class="meta">
+                {p.author.clone()}" · "
+                {if open { tr("decisions.closes")() } else { tr("decisions.closed")() }}" "
+                {fmt_time(p.deadline_ms)}" · "{tr("decisions.quorum_short")}": "{p.quorum}
+            </p>
+            <div class="tally" role="group" aria-label=move || tr("decisions.tally")()>
+                {rows.into_iter().map(|(c, key, cls, n)| view! {
+                    <div class="tally-row" class:chosen=mine == Some(c)>
+                        <span class="tally-label">{tr(key)}</span>
+                        <span class="bar-track"><span class=format!("bar {cls}")
+                            style=format!("width: {}%", n * 100 / counted)></span></span>
+                        <span class=format!("count tally-{cls}")>{n}</span>
+                    </div>
+                }).collect_view()}
+            </div>
+            <p class="muted my-vote">{match mine {
+                Some(c) => format!("{}: {}", t(lang(), "decisions.my_vote"), t(lang(), match c {
+                    0 => "decisions.yes",
+                    1 => "decisions.no",
+                    _ => "decisions.abstain",
+                })),
+                None if open => t(lang(), "decisions.not_voted").to_owned(),
+                None => String::new(),
+            }}{(!open).then(|| format!(" {}", t(lang(), "decisions.vote_closed")))}</p>
+            <div class="actions votes">
+                {rows.into_iter().map(|(c, key, cls, _)| view! {
+                    <button type="button" class=format!("vote vote-{cls}") class:primary=mine == Some(c)
+                        aria-pressed=(mine == Some(c)).to_string() disabled=!open
+                        on:click=move |_| vote(c)>{tr(key)}</button>
+                }).collect_view()}
+            </div>
+            <details class="comments">
+                <summary>{tr("decisions.comments")}" ("{p.comments.len()}")"</summary>
+                {if p.comments.is_empty() {
+                    view! { <p class="muted">{tr("decisions.no_comments")}</p> }.into_any()
+                } else {
+                    view! {
+                        <ul class="comment-list">
+                            {p.comments.iter().map(|(who, text)| view! {
+                                <li><strong>{who.clone()}</strong>": "<span class="body">{text.clone()}</span></li>
+                            }).collect_view()}
+                        </ul>
+                    }.into_any()
+                }}
+                <form on:submit=send_comment novalidate>
+                    <label for=comment_id.clone()>{tr("decisions.comment")}</label>
+                    <textarea id=comment_id class="comment-input" rows="2" maxlength="32768"
+                        prop:value=move || comment.get()
+                        on:input=move |ev| comment.set(event_target_value(&ev))></textarea>
+                    {form_error(error)}
+                    <button type="submit" class="comment-submit">{tr("decisions.comment_btn")}</button>
+                </form>
+            </details>
+        </li>
+    }
+}
+
+fn urgency_from(u: u8) -> Urgency {
+    match u {
+        0 => Urgency::Low,
+        1 => Urgency::Normal,
+        2 => Urgency::High,
+        _ => Urgency::Critical,
+    }
+}
+
+fn urgency_key(u: u8) -> &'static str {
+    match u {
+        0 => "urgency.0",
+        1 => "urgency.1",
+        2 => "urgency.2",
+        _ => "urgency.3",
+    }
+}
+
+fn need_status_key(s: u8) -> &'static str {
+    match s {
+        0 => "needs.status.0",
+        1 => "needs.status.1",
+        _ => "needs.status.2",
+    }
+}
+
+fn opt_u8(ev: &leptos::ev::Event) -> Option<u8> {
+    event_target_value(ev).parse().ok()
+}
+
+#[component]
+fn Needs(space: SpaceId) -> impl IntoView {
+    let mr = me_and_role(space);
+    let limit = RwSignal::new(PAGE);
+    let f_kind = RwSignal::new(None::<u8>);
+    let f_category = RwSignal::new(String::new());
+    let f_urgency = RwSignal::new(None::<u8>);
+    let f_status = RwSignal::new(None::<u8>);
+    let data = live_view(space, move || ViewQuery::Needs {
+        filter: NeedFilter {
+            kind: f_kind.get(),
+            category: Some(f_category.get().trim().to_owned()).filter(|c| !c.is_empty()),
+            min_urgency: f_urgency.get(),
+            status: f_status.get(),
+        },
+        offset: 0,
+        limit: limit.get(),
+    });
+    let kind = RwSignal::new(0u8);
+    let category = RwSignal::new(String::new());
+    let urgency = RwSignal::new(1u8);
+    let location = RwSignal::new(String::new());
+    let title = RwSignal::new(String::new());
+    let details = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<&'static str>);
+    let busy = RwSignal::new(false);
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let ti = title.get_untracked().trim().to_owned();
+        let cat = category.get_untracked().trim().to_owned();
+        let loc = location.get_untracked().trim().to_owned();
+        if ti.is_empty() {
+            error.set(Some("err.title"));
+            return;
+        }
+        if cat.chars().count() > 500 || loc.chars().count() > 500 {
+            error.set(Some("err.short"));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        let op = Op::CreateNeed {
+            kind: if kind.get_untracked() == 0 {
+                NeedKind::Need
+            } else {
+                NeedKind::Offer
+            },
+            category: cat,
+            urgency: urgency_from(urgency.get_untracked()),
+            location: loc,
+            title: ti,
+            details: details.get_untracked(),
+        };
+        spawn_local(async move {
+            if act(space, vec![op]).await {
+                title.set(String::new());
+                details.set(String::new());
+                alert(shared(), t(lang(), "needs.created").into());
+            }
+            busy.set(false);
+        });
+    };
+    let items = move || match data.get() {
+        Some(ViewData::Needs(p)) => (p.items, p.total),
+        _ => (Vec::new(), 0),
+    };
+    let coordinator = move || mr.get().1.is_some_and(|r| r >= 2);
+    view! {
+        <section class="card">
+            <h2>{tr("needs.new")}</h2>
+            <form on:submit=create novalidate>
+                <label for="need-kind">{tr("needs.kind")}</label>
+                <select id="need-kind" on:change=move |ev| kind.set(opt_u8(&ev).unwrap_or(0))>
+                    <option value="0" selected>{tr("needs.kind.0")}</option>
+                    <option value="1">{tr("needs.kind.1")}</option>
+                </select>
+                <label for="need-title">{tr("needs.title")}</label>
+                <input id="need-title" maxlength="300" prop:value=move || title.get()
+                    aria-invalid=invalid(error, &["err.title"])
+                    on:input=move |ev| title.set(event_target_value(&ev))/>
+                <label for="need-category">{tr("needs.category")}</label>
+                <input id="need-category" maxlength="500"
+                    placeholder=move || tr("needs.category_ph")()
+                    prop:value=move || category.get()
+                    aria-invalid=invalid(error, &["err.short"])
+                    on:input=move |ev| category.set(event_target_value(&ev))/>
+                <label for="need-urgency">{tr("needs.urgency")}</label>
+                <select id="need-urgency" on:change=move |ev| urgency.set(opt_u8(&ev).unwrap_or(1))>
+                    {(0u8..=3).map(|u| view! {
+                        <option value=u.to_string() selected=u == 1>{tr(urgency_key(u))}</option>
+                    }).collect_view()}
+                </select>
+                <label for="need-location">{tr("needs.location")}</label>
+                <input id="need-location" maxlength="500" prop:value=move || location.get()
+                    aria-invalid=invalid(error, &["err.short"])
+                    on:input=move |ev| location.set(event_target_value(&ev))/>
+                <label for="need-details">{tr("needs.details")}</label>
+                <textarea id="need-details" rows="3" maxlength="32768" prop:value=move || details.get()
+                    on:input=move |ev| details.set(event_target_value(&ev))></textarea>
+                {form_error(error)}
+                <button type="submit" class="primary" id="need-submit" disabled=move || busy.get()>{tr("needs.create")}</button>
+            </form>
+        </section>
+        <section class="card filters" aria-labelledby="needs-filter-heading">
+            <h2 id="needs-filter-heading">{tr("needs.filters")}</h2>
+            <label for="filter-kind">{tr("needs.kind")}</label>
+            <select id="filter-kind" on:change=move |ev| f_kind.set(opt_u8(&ev))>
+                <option value="" selected>{tr("needs.all")}</option>
+                <option value="0">{tr("needs.kind.0")}</option>
+                <option value="1">{tr("needs.kind.1")}</option>
+            </select>
+            <label for="filter-category">{tr("needs.category")}</label>
+            <input id="filter-category" prop:value=move || f_category.get()
+                on:input=move |ev| f_category.set(event_target_value(&ev))/>
+            <label for="filter-urgency">{tr("needs.min_urgency")}</label>
+            <select id="filter-urgency" on:change=move |ev| f_urgency.set(opt_u8(&ev))>
+                <option value="" selected>{tr("needs.any")}</option>
+                {(0u8..=3).map(|u| view! {
+                    <option value=u.to_string()>{tr(urgency_key(u))}</option>
+                }).collect_view()}
+            </select>
+            <label for="filter-status">{tr("needs.status")}</label>
+            <select id="filter-status" on:change=move |ev| f_status.set(opt_u8(&ev))>
+                <option value="" selected>{tr("needs.all")}</option>
+                {(0u8..=2).map(|st| view! {
+                    <option value=st.to_string()>{tr(need_status_key(st))}</option>
+                }).collect_view()}
+            </select>
+        </section>
+        <section aria-labelledby="needs-heading">
+            <h2 id="needs-heading" class="visually-hidden">{tr("tab.needs")}</h2>
+            <Show when=move || items().1 == 0>
+                <p class="muted">{tr("needs.none")}</p>
+            </Show>
+            <ul class="needs">
+                <For each=move || items().0 key=|n| (n.id, n.status, n.claimer.clone()) let:n>
+                    <NeedItem space=space n=n coordinator=coordinator()/>
+                </For>
+            </ul>
+            <Show when=move || { let (v, total) = items(); (v.len() as u32) < total }>
+                <button on:click=move |_| limit.update(|l| *l += PAGE)>{tr("common.more")}</button>
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn NeedItem(space: SpaceId, n: NeedView, coordinator: bool) -> impl IntoView {
+    let id = n.id;
+    let run = move |op: fn(Hash) -> Op| {
+        spawn_local(async move {
+            act(space, vec![op(Hash(id))]).await;
+        })
+    };
+    let kind_key = if n.kind == 0 {
+        "needs.kind.0"
+    } else {
+        "needs.kind.1"
+    };
+    let place = [n.category.clone(), n.location.clone()]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    view! {
+        <li class="need" class:offer=n.kind == 1 data-status=n.status.to_string()>
+            <h3>
+                <span class="badge">{tr(kind_key)}</span>
+                <span class=format!("badge urgency-{}", n.urgency)>{tr(urgency_key(n.urgency))}</span>
+                {n.title.clone()}
+            </h3>
+            <p class="meta">{place}</p>
+            <p class="body">{n.details.clone()}</p>
+            <p class="meta">
+                {n.author.clone()}" · "
+                <span class="need-status">{tr(need_status_key(n.status))}</span>
+                {n.claimer.clone().map(|c| format!(" · {} {c}", t(lang(), "needs.claimed_by")))}
+            </p>
+            <div class="actions">
+                {(n.status == 0).then(|| view! {
+                    <button type="button" class="need-claim"
+                        on:click=move |_| run(|need| Op::ClaimNeed { need })>{tr("needs.claim")}</button>
+                })}
+                {(n.status != 2).then(|| view! {
+                    <button type="button" class="need-done"
+                        on:click=move |_| run(|need| Op::CompleteNeed { need })>{tr("needs.done")}</button>
+                })}
+                {(n.status != 0 && (n.mine || coordinator)).then(|| view! {
+                    <button type="button" class="need-reopen"
+                        on:click=move |_| run(|need| Op::ReopenNeed { need })>{tr("needs.reopen")}</button>
+                })}
+            </div>
+        </li>
+    }
+}
+
+#[component]
+fn Hearts(space: SpaceId) -> impl IntoView {
+    let mr = me_and_role(space);
+    let limit = RwSignal::new(PAGE);
+    let data = live_view(space, move || ViewQuery::Hearts {
+        offset: 0,
+        limit: limit.get(),
+    });
+    let view_data = move || match data.get() {
+        Some(ViewData::Hearts(h)) => Some(h),
+        _ => None,
+    };
+    let balances = move || view_data().map(|h| h.balances).unwrap_or_default();
+    let others = move || {
+        let me = mr.get().0;
+        balances()
+            .into_iter()
+            .filter(|b| Some(b.0) != me)
+            .map(|b| (b.0, b.1))
+            .collect::<Vec<_>>()
+    };
+    let to = RwSignal::new(String::new());
+    let amount = RwSignal::new(String::new());
+    let memo = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<&'static str>);
+    let busy = RwSignal::new(false);
+    let transfer = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(recipient) = Hash::from_hex(&to.get_untracked()).ok() else {
+            error.set(Some("err.recipient"));
+            return;
+        };
+        let Ok(n) = amount.get_untracked().trim().parse::<u64>() else {
+            error.set(Some("err.amount"));
+            return;
+        };
+        if n == 0 {
+            error.set(Some("err.amount"));
+            return;
+        }
+        if n > 1_000_000 {
+            error.set(Some("err.amount_max"));
+            return;
+        }
+        let m = memo.get_untracked().trim().to_owned();
+        if m.chars().count() > 500 {
+            error.set(Some("err.memo"));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            let op = Op::Transfer {
+                to: AuthorId(recipient.0),
+                amount: n,
+                memo: m,
+            };
+            if act(space, vec![op]).await {
+                amount.set(String::new());
+                memo.set(String::new());
+                alert(shared(), t(lang(), "hearts.sent").into());
+            }
+            busy.set(false);
+        });
+    };
+    let history = move || {
+        view_data()
+            .map(|h| (h.history.items, h.history.total))
+            .unwrap_or_default()
+    };
+    view! {
+        <section class="card">
+            <h2>{tr("hearts.balances")}</h2>
+            <table class="balances" id="balances">
+                <thead>
+                    <tr>
+                        <th scope="col">{tr("hearts.name")}</th>
+                        <th scope="col" class="num">{tr("hearts.balance")}</th>
+                        <th scope="col" class="num">{tr("hearts.limit")}</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    <For each=balances key=|b| b.clone() let:b>
+                        <tr class:negative=b.2 < 0>
+                            <td>{b.1.clone()}{move || (mr.get().0 == Some(b.0)).then(|| format!(" {}", t(lang(), "members.you")))}</td>
+                            <td class="num balance">{b.2}</td>
+                            <td class="num">{format!("−{}", b.3)}</td>
+                        </tr>
+                    </For>
+                </tbody>
+            </table>
+        </section>
+        <section class="card">
+            <h2>{tr("hearts.transfer")}</h2>
+            <form on:submit=transfer novalidate>
+                <label for="transfer-to">{tr("hearts.to")}</label>
+                <select id="transfer-to" prop:value=move || to.get()
+                    aria-invalid=invalid(error, &["err.recipient"])
+                    on:change=move |ev| to.set(event_target_value(&ev))>
+                    <option value="">{tr("hearts.choose")}</option>
+                    <For each=others key=|o| o.clone() let:o>
+                        <option value=hex(&o.0)>{o.1.clone()}</option>
+                    </For>
+                </select>
+                <label for="transfer-amount">{tr("hearts.amount")}</label>
+                <input id="transfer-amount" type="number" min="1" step="1" inputmode="numeric"
+                    prop:value=move || amount.get()
+                    aria-invalid=invalid(error, &["err.amount", "err.amount_max"])
+                    on:input=move |ev| amount.set(event_target_value(&ev))/>
+                <label for="transfer-memo">{tr("hearts.memo")}</label>
+                <input id="transfer-memo" maxlength="500" prop:value=move || memo.get()
+                    aria-invalid=invalid(error, &["err.memo"])
+                    on:input=move |ev| memo.set(event_target_value(&ev))/>
+                {form_error(error)}
+                <button type="submit" class="primary" id="transfer-submit" disabled=move || busy.get()>{tr("hearts.send")}</button>
+            </form>
+        </section>
+        <section class="card">
+            <h2>{tr("hearts.history")}</h2>
+            <Show when=move || history().1 == 0>
+                <p class="muted">{tr("hearts.no_history")}</p>
+            </Show>
+            <ul class="history" id="hearts-history">
+                {move || history().0.into_iter().map(|tv| transfer_row(&tv)).collect_view()}
+            </ul>
+            <Show when=move || { let (v, total) = history(); (v.len() as u32) < total }>
+                <button on:click=move |_| limit.update(|l| *l += PAGE)>{tr("common.more")}</button>
+            </Show>
+        </section>
+        <section class="card conflicts" id="conflicts" aria-labelledby="conflicts-heading">
+            <h2 id="conflicts-heading"><span aria-hidden="true">"⚠ "</span>{tr("hearts.conflicts")}</h2>
+            <p>{tr("hearts.conflicts_explain")}</p>
+            {move || {
+                let (conflicts, overdrawn) = view_data()
+                    .map(|h| (h.conflicts, h.overdrawn))
+                    .unwrap_or_default();
+                if conflicts.is_empty() && overdrawn.is_empty() {
+                    return view! { <p class="muted">{tr("hearts.no_conflicts")}</p> }.into_any();
+                }
+                view! {
+                    <ul class="history">
+                        {conflicts.iter().map(transfer_row).collect_view()}
+                    </ul>
+                    {(!overdrawn.is_empty()).then(|| view! {
+                        <h3>{tr("hearts.overdrawn")}</h3>
+                        <ul class="overdrawn">
+                            {overdrawn.into_iter().map(|(name, balance, lim)| view! {
+                                <li>{name}": "{balance}" ("{tr("hearts.limit")}" −"{lim}")"</li>
+                            }).collect_view()}
+                        </ul>
+                    })}
+                }.into_any()
+            }}
+        </section>
+        <Show when=move || mr.get().1 == Some(3)>
+            <CreditLimit space=space balances=Signal::derive(balances)/>
+        </Show>
+    }
+}
+
+fn transfer_row(tv: &civicbase_proto::TransferView) -> impl IntoView {
+    view! {
+        <li class="transfer" class:conflicting=tv.conflicting>
+            {tv.conflicting.then(|| view! { <span class="badge warn">{tr("hearts.conflicting")}</span> })}
+            <strong>{format!("{} → {}", tv.from, tv.to)}</strong>
+            ": "<span class="amount">{tv.amount}</span>" ♥"
+            {(!tv.memo.is_empty()).then(|| format!(" · {}", tv.memo))}
+            <span class="meta">{format!(" · {}", fmt_time(tv.at_ms))}</span>
+        </li>
+    }
+}
+
+/// The admin's credit-limit form.
+#[component]
+fn CreditLimit(
+    space: SpaceId,
+    balances: Signal<Vec<(SpaceId, String, i64, u64)>>,
+) -> impl IntoView {
+    let member = RwSignal::new(String::new());
+    let value = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<&'static str>);
+    let busy = RwSignal::new(false);
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(m) = Hash::from_hex(&member.get_untracked()).ok() else {
+            error.set(Some("err.member"));
+            return;
+        };
+        let Ok(l) = value.get_untracked().trim().parse::<u64>() else {
+            error.set(Some("err.limit"));
+            return;
+        };
+        error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            let op = Op::SetCreditLimit {
+                member: AuthorId(m.0),
+                limit: l,
+            };
+            if act(space, vec![op]).await {
+                value.set(String::new());
+                alert(shared(), t(lang(), "hearts.limit_saved").into());
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>{tr("hearts.set_limit")}</h2>
+            <form on:submit=save novalidate>
+                <label for="limit-member">{tr("hearts.member")}</label>
+                <select id="limit-member" prop:value=move || member.get()
+                    aria-invalid=invalid(error, &["err.member"])
+                    on:change=move |ev| member.set(event_target_value(&ev))>
+                    <option value="">{tr("hearts.choose")}</option>
+                    <For each=move || balances.get() key=|b| (b.0, b.1.clone(), b.3) let:b>
+                        <option value=hex(&b.0)>{format!("{} (−{})", b.1, b.3)}</option>
+                    </For>
+                </select>
+                <label for="limit-value">{tr("hearts.new_limit")}</label>
+                <input id="limit-value" type="number" min="0" step="1" inputmode="numeric"
+                    prop:value=move || value.get()
+                    aria-invalid=invalid(error, &["err.limit"])
+                    on:input=move |ev| value.set(event_target_value(&ev))/>
+                {form_error(error)}
+                <button type="submit" class="primary" id="limit-submit" disabled=move || busy.get()>{tr("hearts.save_limit")}</button>
+            </form>
         </section>
     }
 }
