@@ -603,10 +603,32 @@ impl Replica {
                 }
             }
         }
-        if deps.len() > MAX_DEPS {
-            deps.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
-            deps.truncate(MAX_DEPS);
+        // Keep only heads not already in the causal past of a newer kept
+        // head (a transitive reduction): the causal context is the same,
+        // the header much smaller (one or two deps in a busy space instead
+        // of one per author).
+        deps.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+        let mut covered = own_clock.clone();
+        let mut kept = Vec::with_capacity(deps.len().min(MAX_DEPS));
+        for (ts, id) in deps {
+            let Some(m) = self.metas.get(&id) else {
+                continue;
+            };
+            if covered.get(m.aidx as usize).copied().unwrap_or(0) as u64 > m.seq {
+                continue;
+            }
+            if covered.len() < m.clock.len() {
+                covered.resize(m.clock.len(), 0);
+            }
+            for (c, x) in covered.iter_mut().zip(&m.clock) {
+                *c = (*c).max(*x);
+            }
+            kept.push((ts, id));
+            if kept.len() == MAX_DEPS {
+                break;
+            }
         }
+        let deps = kept;
         for (ts, _) in &deps {
             floor = floor.max(*ts);
         }
