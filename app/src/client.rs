@@ -44,12 +44,32 @@ thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
 }
 
-/// Adds an alert for the user.
+/// Most messages on screen at once; older ones give way.
+const MAX_ALERTS: usize = 3;
+
+/// Shows a message that stays until dismissed (errors, warnings).
 pub fn alert(shared: Shared, message: String) {
+    push_alert(shared, message);
+}
+
+/// Shows a confirmation that goes away by itself after a few seconds.
+pub fn info(shared: Shared, message: String) {
+    let id = push_alert(shared, message);
+    set_timeout(
+        move || shared.alerts.update(|a| a.retain(|x| x.0 != id)),
+        std::time::Duration::from_secs(4),
+    );
+}
+
+fn push_alert(shared: Shared, message: String) -> u64 {
+    let mut id = 0;
     shared.alerts.update(|a| {
-        let id = a.last().map_or(0, |(i, _)| i + 1);
+        id = a.last().map_or(0, |(i, _)| i + 1);
         a.push((id, message));
+        let excess = a.len().saturating_sub(MAX_ALERTS);
+        a.drain(..excess);
     });
+    id
 }
 
 /// Starts the engine's worker.

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
-use crate::client::{self, alert, Shared};
+use crate::client::{self, alert, info, Shared};
 use crate::i18n::{t, tr, Lang};
 
 type SpaceId = [u8; 32];
@@ -488,7 +488,7 @@ fn Notices(space: SpaceId) -> impl IntoView {
             if act(space, vec![Op::PostNotice { title: ti, body: b }]).await {
                 title.set(String::new());
                 body.set(String::new());
-                alert(shared(), t(lang(), "notices.posted").into());
+                info(shared(), t(lang(), "notices.posted").into());
             }
             busy.set(false);
         });
@@ -668,7 +668,7 @@ fn MemberAdmin(space: SpaceId, member: SpaceId, role: u8) -> impl IntoView {
                 role: role_from(r),
             };
             if act(space, vec![op]).await {
-                alert(shared(), t(lang(), "members.role_changed").into());
+                info(shared(), t(lang(), "members.role_changed").into());
             }
             busy.set(false);
         });
@@ -680,7 +680,7 @@ fn MemberAdmin(space: SpaceId, member: SpaceId, role: u8) -> impl IntoView {
                 member: AuthorId(member),
             };
             if act(space, vec![op]).await {
-                alert(shared(), t(lang(), "members.removed").into());
+                info(shared(), t(lang(), "members.removed").into());
             }
             confirming.set(false);
             busy.set(false);
@@ -817,7 +817,7 @@ fn Decisions(space: SpaceId) -> impl IntoView {
             if act(space, vec![op]).await {
                 title.set(String::new());
                 body.set(String::new());
-                alert(shared(), t(lang(), "decisions.proposed").into());
+                info(shared(), t(lang(), "decisions.proposed").into());
             }
             busy.set(false);
         });
@@ -1082,7 +1082,7 @@ fn Needs(space: SpaceId) -> impl IntoView {
             if act(space, vec![op]).await {
                 title.set(String::new());
                 details.set(String::new());
-                alert(shared(), t(lang(), "needs.created").into());
+                info(shared(), t(lang(), "needs.created").into());
             }
             busy.set(false);
         });
@@ -1281,7 +1281,7 @@ fn Hearts(space: SpaceId) -> impl IntoView {
             if act(space, vec![op]).await {
                 amount.set(String::new());
                 memo.set(String::new());
-                alert(shared(), t(lang(), "hearts.sent").into());
+                info(shared(), t(lang(), "hearts.sent").into());
             }
             busy.set(false);
         });
@@ -1422,7 +1422,7 @@ fn CreditLimit(
             };
             if act(space, vec![op]).await {
                 value.set(String::new());
-                alert(shared(), t(lang(), "hearts.limit_saved").into());
+                info(shared(), t(lang(), "hearts.limit_saved").into());
             }
             busy.set(false);
         });
