@@ -652,9 +652,15 @@ where
         match self.store.append(space, &batch).await {
             Ok(()) => {
                 let n = batch.len() as u64;
+                // Advance the read position only if nobody else (another tab)
+                // appended meanwhile and none of ours was a duplicate;
+                // otherwise the next catch-up reads the difference.
+                let len = self.store.log_len(space).await.ok();
                 let slot = self.spaces.get_mut(space).ok_or_else(unknown_space)?;
                 slot.since_snapshot += n;
-                slot.store_pos += n;
+                if len == Some(slot.store_pos + n) {
+                    slot.store_pos += n;
+                }
                 if slot.since_snapshot >= SNAPSHOT_EVERY {
                     let snap = slot.replica.snapshot();
                     slot.since_snapshot = 0;

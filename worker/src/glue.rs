@@ -15,6 +15,7 @@
 //! version:u8 (=1) kind:u8 from:u64 BE to:u64 BE space:[32] frame…
 //! kind 1 announce (to = 0): "I have this space" — peers open a pipe
 //! kind 2 frame: a sync frame on the pipe between `from` and `to`
+//! kind 3 reset: `from` dropped its session with `to`; both start afresh
 //! ```
 
 use std::cell::RefCell;
@@ -42,6 +43,7 @@ impl StorageError for IdbError {
 const TAB_VERSION: u8 = 1;
 const KIND_ANNOUNCE: u8 = 1;
 const KIND_FRAME: u8 = 2;
+const KIND_RESET: u8 = 3;
 /// A tab not heard from for this long is gone.
 const TAB_TIMEOUT_MS: f64 = 6_000.0;
 /// How often a tab announces its spaces.
@@ -222,20 +224,38 @@ impl Worker {
                 }
             }
             KIND_FRAME if to == self.tabs.me => {
-                if let Some(pipe) = self.pipe_for(from, space) {
-                    if self
-                        .engine
-                        .pipe_input(pipe, &msg[50..], &self.env)
-                        .await
-                        .is_err()
-                    {
-                        // The session broke; the next announce opens a new one.
-                        self.tabs.pipes.remove(&(from, space));
-                    }
+                // A frame for a session this tab no longer has (or one that
+                // breaks) resets the pair: both drop their sessions and
+                // announce, and fresh sessions resume from version vectors.
+                let Some((pipe, seen)) = self.tabs.pipes.get_mut(&(from, space)) else {
+                    self.reset_pair(from, space);
+                    return;
+                };
+                *seen = js_sys::Date::now();
+                let pipe = *pipe;
+                if let Err(e) = self.engine.pipe_input(pipe, &msg[50..], &self.env).await {
+                    web_sys::console::warn_1(&format!("tab sync session reset: {e}").into());
+                    self.reset_pair(from, space);
                 }
+            }
+            KIND_RESET if to == self.tabs.me => {
+                if let Some((pipe, _)) = self.tabs.pipes.remove(&(from, space)) {
+                    self.engine.close_pipe(pipe);
+                }
+                self.tabs.send(KIND_ANNOUNCE, 0, &space, &[]);
             }
             _ => {}
         }
+    }
+
+    /// Drops this tab's session with `tab` for `space`, tells the other tab
+    /// to drop its own, and announces so that both open fresh ones.
+    fn reset_pair(&mut self, tab: u64, space: SpaceId) {
+        if let Some((pipe, _)) = self.tabs.pipes.remove(&(tab, space)) {
+            self.engine.close_pipe(pipe);
+        }
+        self.tabs.send(KIND_RESET, tab, &space, &[]);
+        self.tabs.send(KIND_ANNOUNCE, 0, &space, &[]);
     }
 
     fn expire_tabs(&mut self) {
