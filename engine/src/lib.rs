@@ -146,6 +146,24 @@ struct Slot {
     store_pos: u64,
 }
 
+impl Slot {
+    /// A slot holding `replica`, all of whose entries are already stored
+    /// (`store_pos` of them read from the store).
+    fn new(replica: Replica, store_pos: u64) -> Self {
+        Slot {
+            replica,
+            unsaved: Vec::new(),
+            since_snapshot: 0,
+            store_pos,
+        }
+    }
+
+    /// A slot for a space whose data has not arrived yet.
+    fn waiting(space: SpaceId, config: ReplicaConfig) -> Self {
+        Slot::new(Replica::empty(space, config), 0)
+    }
+}
+
 const IDENTITY_KEY: &str = "identity";
 const PENDING_JOIN_PREFIX: &str = "pending-join:";
 const SNAPSHOT_EVERY: u64 = 500;
@@ -296,15 +314,7 @@ where
         match load_replica(&self.store, &space, env.now_ms(), self.config).await {
             Ok((replica, _report)) => {
                 let store_pos = self.store.log_len(&space).await?;
-                self.spaces.insert(
-                    space,
-                    Slot {
-                        replica,
-                        unsaved: Vec::new(),
-                        since_snapshot: 0,
-                        store_pos,
-                    },
-                );
+                self.spaces.insert(space, Slot::new(replica, store_pos));
             }
             Err(LoadError::Empty) => {}
             Err(LoadError::Store(e)) => return Err(e),
@@ -314,12 +324,9 @@ where
             if let Ok(s) = <[u8; 32]>::try_from(secret.as_slice()) {
                 if !secret.iter().all(|b| *b == 0) {
                     self.pending_joins.insert(space, s);
-                    self.spaces.entry(space).or_insert_with(|| Slot {
-                        replica: Replica::empty(space, self.config),
-                        unsaved: Vec::new(),
-                        since_snapshot: 0,
-                        store_pos: 0,
-                    });
+                    self.spaces
+                        .entry(space)
+                        .or_insert_with(|| Slot::waiting(space, self.config));
                 }
             }
         }
@@ -540,15 +547,9 @@ where
         )
         .map_err(|e| err(ErrorCode::InvalidInput, e.to_string()))?;
         let space = replica.space();
-        self.spaces.insert(
-            space,
-            Slot {
-                replica,
-                unsaved: vec![genesis],
-                since_snapshot: 0,
-                store_pos: 0,
-            },
-        );
+        let mut slot = Slot::new(replica, 0);
+        slot.unsaved.push(genesis);
+        self.spaces.insert(space, slot);
         self.flush(&space).await?;
         self.events.push(Event::Changed { space: space.0 });
         let device = self.device();
@@ -727,12 +728,9 @@ where
             .map_err(|e| storage_err(&e))?;
         self.pending_joins.insert(space, secret);
         let config = self.config;
-        self.spaces.entry(space).or_insert_with(|| Slot {
-            replica: Replica::empty(space, config),
-            unsaved: Vec::new(),
-            since_snapshot: 0,
-            store_pos: 0,
-        });
+        self.spaces
+            .entry(space)
+            .or_insert_with(|| Slot::waiting(space, config));
         match self.try_join_now(&space, env).await? {
             true => {
                 let device = self.device();
@@ -794,12 +792,10 @@ where
         let file = bundle::decode(bytes).map_err(|e| err(ErrorCode::BadFile, e.to_string()))?;
         let space = file.space;
         let config = self.config;
-        let slot = self.spaces.entry(space).or_insert_with(|| Slot {
-            replica: Replica::empty(space, config),
-            unsaved: Vec::new(),
-            since_snapshot: 0,
-            store_pos: 0,
-        });
+        let slot = self
+            .spaces
+            .entry(space)
+            .or_insert_with(|| Slot::waiting(space, config));
         let report = bundle::import(&mut slot.replica, &file, env.now_ms())
             .map_err(|e| err(ErrorCode::BadFile, e.to_string()))?;
         for id in &report.added {
