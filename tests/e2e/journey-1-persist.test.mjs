@@ -18,6 +18,7 @@ test("a notice survives a reload", async () => {
     await page.reload();
     await page.waitForSelector("main h1");
     await page.click('button.space:has-text("Crisis staff")');
+    await page.waitForSelector('li.notice h3:has-text("Drinking water at the school")');
     const titles = await page.locator("li.notice h3").allTextContents();
     assert.deepEqual(titles, ["Drinking water at the school"]);
     const body = await page.locator("li.notice .body").first().textContent();

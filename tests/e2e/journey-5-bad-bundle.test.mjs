@@ -54,6 +54,7 @@ test("damaged and forged bundles are refused and change nothing", async () => {
     const spaces = await b.locator("button.space strong").allTextContents();
     assert.deepEqual(spaces, ["Bob's street"]);
     await b.click('button.space:has-text("Bob\'s street")');
+    await b.waitForSelector('li.notice h3:has-text("Ladder to lend")');
     assert.deepEqual(await b.locator("li.notice h3").allTextContents(), ["Ladder to lend"]);
 
     // The intact bundle imports.

@@ -23,6 +23,8 @@ test("closing a tab during a burst of writes leaves a valid log", async () => {
     const again = await open(p.context, server.url);
     await again.click('button.space:has-text("Burst")');
     await again.waitForSelector("#post-notice");
+    // Wait until the notices view has loaded (some notices, or none).
+    await again.waitForSelector('li.notice h3, p.muted:has-text("No notices")');
     const titles = await again.locator("li.notice h3").allTextContents();
     for (const t of titles) {
       assert.match(t, /^burst \d\d x{200}$/, "every stored notice is whole");
