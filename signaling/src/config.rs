@@ -1,0 +1,517 @@
+//! Configuration: defaults, a TOML file, `CIVICBASE_SIGNALING_*` environment variables and
+//! command-line flags, in increasing order of precedence.
+//!
+//! [`Config`] is what the server runs with. [`Args`] is the command line (each flag also reads
+//! its environment variable); [`Args::resolve`] layers flags and environment over the file named
+//! by `--config` over [`Config::default`]. Durations are given in seconds (fractions allowed) in
+//! the file, the environment and on the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Everything the server needs to run. Build one with [`Config::default`] and struct update
+/// syntax, or from the command line with [`Args::resolve`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the binary listens on. [`crate::serve`] uses the listener it is given instead.
+    pub bind: SocketAddr,
+    /// Directory of static files served over HTTP (the built app).
+    pub static_dir: PathBuf,
+    /// Largest WebSocket frame or message accepted, in bytes; a larger one closes the
+    /// connection (close code 1009).
+    pub max_frame_bytes: usize,
+    /// Most topics one connection may be subscribed to at once; one more closes it (1008).
+    pub max_topics_per_connection: usize,
+    /// Longest topic name accepted, in bytes; a longer one closes the connection (1008).
+    pub max_topic_bytes: usize,
+    /// Most WebSocket connections open from one IP address; more are refused with 429.
+    /// Zero means unlimited.
+    pub max_connections_per_ip: usize,
+    /// Most WebSocket connections open in total; more are refused with 503. Zero means
+    /// unlimited.
+    pub max_connections: usize,
+    /// Frames per second a connection may send on average (token bucket refill rate); more
+    /// closes it (1008). Zero disables the limit.
+    pub rate_limit_per_sec: u32,
+    /// Frames a connection may send in a burst (token bucket size).
+    pub rate_limit_burst: u32,
+    /// How often the server sends a WebSocket ping to each connection.
+    pub ping_interval: Duration,
+    /// A connection from which nothing (no frame, no pong) arrives for this long is closed
+    /// (1001).
+    pub idle_timeout: Duration,
+    /// Messages queued for one connection before it counts as a slow consumer and is closed
+    /// (1008).
+    pub outbound_queue: usize,
+    /// Origins (`scheme://host[:port]`) allowed to open WebSockets; an upgrade request with any
+    /// other `Origin` header is refused with 403. Empty allows every origin. Requests without an
+    /// `Origin` header (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// How long shutdown waits for WebSocket connections to finish their closing handshake.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            static_dir: PathBuf::from("dist"),
+            max_frame_bytes: 64 * 1024,
+            max_topics_per_connection: 64,
+            max_topic_bytes: 512,
+            max_connections_per_ip: 64,
+            max_connections: 10_000,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            outbound_queue: 256,
+            allowed_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for this server.
+    #[error("invalid configuration file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser reported.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid value for {field}: {reason}")]
+    Invalid {
+        /// The option, as named in the file.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.max_frame_bytes < 128 {
+            return invalid("max_frame_bytes", "must be at least 128");
+        }
+        if self.max_topic_bytes == 0 {
+            return invalid("max_topic_bytes", "must be at least 1");
+        }
+        if self.outbound_queue == 0 {
+            return invalid("outbound_queue", "must be at least 1");
+        }
+        if self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0 {
+            return invalid(
+                "rate_limit_burst",
+                "must be at least 1 when rate_limit_per_sec is set",
+            );
+        }
+        if self.ping_interval.is_zero() {
+            return invalid("ping_interval_secs", "must be positive");
+        }
+        if self.idle_timeout.is_zero() {
+            return invalid("idle_timeout_secs", "must be positive");
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(ConfigError::Invalid {
+                    field: "allowed_origins",
+                    reason: format!(
+                        "{origin:?} is not an origin like https://example.org or http://host:8080"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as a complete TOML file (what `--print-config` prints).
+    pub fn to_toml(&self) -> String {
+        let layer = Layer {
+            bind: Some(self.bind),
+            static_dir: Some(self.static_dir.clone()),
+            max_frame_bytes: Some(self.max_frame_bytes),
+            max_topics_per_connection: Some(self.max_topics_per_connection),
+            max_topic_bytes: Some(self.max_topic_bytes),
+            max_connections_per_ip: Some(self.max_connections_per_ip),
+            max_connections: Some(self.max_connections),
+            rate_limit_per_sec: Some(self.rate_limit_per_sec),
+            rate_limit_burst: Some(self.rate_limit_burst),
+            ping_interval_secs: Some(self.ping_interval.as_secs_f64()),
+            idle_timeout_secs: Some(self.idle_timeout.as_secs_f64()),
+            outbound_queue: Some(self.outbound_queue),
+            allowed_origins: Some(self.allowed_origins.clone()),
+            shutdown_grace_secs: Some(self.shutdown_grace.as_secs_f64()),
+        };
+        // Serialising plain numbers, strings and lists cannot fail.
+        toml::to_string(&layer).unwrap_or_default()
+    }
+
+    /// Reads a TOML configuration file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Layer::from_file(path)?.apply(Config::default())
+    }
+}
+
+/// One source of settings: every field optional, named as in the TOML file.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    static_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_frame_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_topics_per_connection: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_topic_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections_per_ip: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_interval_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_timeout_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbound_queue: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_origins: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_secs: Option<f64>,
+}
+
+impl Layer {
+    fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Fields set in `self` win over those of `lower`.
+    fn over(self, lower: Layer) -> Layer {
+        Layer {
+            bind: self.bind.or(lower.bind),
+            static_dir: self.static_dir.or(lower.static_dir),
+            max_frame_bytes: self.max_frame_bytes.or(lower.max_frame_bytes),
+            max_topics_per_connection: self
+                .max_topics_per_connection
+                .or(lower.max_topics_per_connection),
+            max_topic_bytes: self.max_topic_bytes.or(lower.max_topic_bytes),
+            max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
+            max_connections: self.max_connections.or(lower.max_connections),
+            rate_limit_per_sec: self.rate_limit_per_sec.or(lower.rate_limit_per_sec),
+            rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            ping_interval_secs: self.ping_interval_secs.or(lower.ping_interval_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
+            outbound_queue: self.outbound_queue.or(lower.outbound_queue),
+            allowed_origins: self.allowed_origins.or(lower.allowed_origins),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+        }
+    }
+
+    /// Sets the fields present in `self` on `config`, then validates the result.
+    fn apply(self, config: Config) -> Result<Config, ConfigError> {
+        let secs = |field: &'static str, value: Option<f64>, default: Duration| match value {
+            None => Ok(default),
+            Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
+                field,
+                reason: format!("{secs} is not a number of seconds"),
+            }),
+        };
+        let config = Config {
+            bind: self.bind.unwrap_or(config.bind),
+            static_dir: self.static_dir.unwrap_or(config.static_dir),
+            max_frame_bytes: self.max_frame_bytes.unwrap_or(config.max_frame_bytes),
+            max_topics_per_connection: self
+                .max_topics_per_connection
+                .unwrap_or(config.max_topics_per_connection),
+            max_topic_bytes: self.max_topic_bytes.unwrap_or(config.max_topic_bytes),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(config.max_connections_per_ip),
+            max_connections: self.max_connections.unwrap_or(config.max_connections),
+            rate_limit_per_sec: self.rate_limit_per_sec.unwrap_or(config.rate_limit_per_sec),
+            rate_limit_burst: self.rate_limit_burst.unwrap_or(config.rate_limit_burst),
+            ping_interval: secs(
+                "ping_interval_secs",
+                self.ping_interval_secs,
+                config.ping_interval,
+            )?,
+            idle_timeout: secs(
+                "idle_timeout_secs",
+                self.idle_timeout_secs,
+                config.idle_timeout,
+            )?,
+            outbound_queue: self.outbound_queue.unwrap_or(config.outbound_queue),
+            allowed_origins: self.allowed_origins.unwrap_or(config.allowed_origins),
+            shutdown_grace: secs(
+                "shutdown_grace_secs",
+                self.shutdown_grace_secs,
+                config.shutdown_grace,
+            )?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The command line of `civicbase-signaling`. Every option can also be set with its environment
+/// variable or in the TOML file given with `--config` (same name, without the
+/// `CIVICBASE_SIGNALING_` prefix, in lower case). Flags win over the environment, the environment
+/// over the file, the file over the defaults.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "civicbase-signaling",
+    version,
+    about = "CivicBase signaling server: introduces peers over the y-webrtc signaling protocol \
+             and serves the built app.",
+    long_about = None
+)]
+pub struct Args {
+    /// TOML configuration file; its keys are the option names below with underscores,
+    /// e.g. `max_frame_bytes = 65536`.
+    #[arg(long, env = "CIVICBASE_SIGNALING_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8787].
+    #[arg(long, env = "CIVICBASE_SIGNALING_BIND", value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+    /// Directory of static files to serve (the built app) [default: dist].
+    #[arg(long, env = "CIVICBASE_SIGNALING_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Largest WebSocket frame accepted, in bytes; larger closes the connection [default: 65536].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_MAX_FRAME_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_frame_bytes: Option<usize>,
+    /// Most topics one connection may subscribe to [default: 64].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_MAX_TOPICS_PER_CONNECTION",
+        value_name = "N"
+    )]
+    pub max_topics_per_connection: Option<usize>,
+    /// Longest topic name accepted, in bytes [default: 512].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_MAX_TOPIC_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_topic_bytes: Option<usize>,
+    /// Most WebSocket connections from one IP address, 0 for unlimited [default: 64].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_MAX_CONNECTIONS_PER_IP",
+        value_name = "N"
+    )]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most WebSocket connections in total, 0 for unlimited [default: 10000].
+    #[arg(long, env = "CIVICBASE_SIGNALING_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Frames per second one connection may send on average, 0 for unlimited [default: 100].
+    #[arg(long, env = "CIVICBASE_SIGNALING_RATE_LIMIT_PER_SEC", value_name = "N")]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Frames one connection may send in a burst [default: 200].
+    #[arg(long, env = "CIVICBASE_SIGNALING_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+    /// Seconds between WebSocket pings sent to each connection [default: 30].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_PING_INTERVAL_SECS",
+        value_name = "SECS"
+    )]
+    pub ping_interval_secs: Option<f64>,
+    /// Seconds without receiving anything after which a connection is closed [default: 75].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_IDLE_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    pub idle_timeout_secs: Option<f64>,
+    /// Messages queued for one connection before it is closed as a slow consumer
+    /// [default: 256].
+    #[arg(long, env = "CIVICBASE_SIGNALING_OUTBOUND_QUEUE", value_name = "N")]
+    pub outbound_queue: Option<usize>,
+    /// Origins allowed to open WebSockets, comma-separated (e.g. https://civic.example);
+    /// others get 403. Unset allows every origin [default: none].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Seconds shutdown waits for WebSocket connections to close [default: 5].
+    #[arg(
+        long,
+        env = "CIVICBASE_SIGNALING_SHUTDOWN_GRACE_SECS",
+        value_name = "SECS"
+    )]
+    pub shutdown_grace_secs: Option<f64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Args {
+    /// The effective configuration: these flags (and environment variables) over the
+    /// configuration file, over the defaults.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => Layer::from_file(path)?,
+            None => Layer::default(),
+        };
+        let flags = Layer {
+            bind: self.bind,
+            static_dir: self.static_dir.clone(),
+            max_frame_bytes: self.max_frame_bytes,
+            max_topics_per_connection: self.max_topics_per_connection,
+            max_topic_bytes: self.max_topic_bytes,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections: self.max_connections,
+            rate_limit_per_sec: self.rate_limit_per_sec,
+            rate_limit_burst: self.rate_limit_burst,
+            ping_interval_secs: self.ping_interval_secs,
+            idle_timeout_secs: self.idle_timeout_secs,
+            outbound_queue: self.outbound_queue,
+            allowed_origins: self.allowed_origins.clone(),
+            shutdown_grace_secs: self.shutdown_grace_secs,
+        };
+        flags.over(file).apply(Config::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "civicbase-signaling-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::default();
+        config.validate().expect("defaults validate");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8787");
+        assert_eq!(config.max_frame_bytes, 65_536);
+        assert_eq!(config.static_dir, PathBuf::from("dist"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let path = temp_file(
+            "layers",
+            "max_frame_bytes = 1000\nmax_topics_per_connection = 7\nidle_timeout_secs = 0.5\n",
+        );
+        let args = Args {
+            config: Some(path.clone()),
+            max_frame_bytes: Some(2000),
+            ..Args::default()
+        };
+        let config = args.resolve().expect("resolves");
+        std::fs::remove_file(&path).ok();
+        assert_eq!(config.max_frame_bytes, 2000);
+        assert_eq!(config.max_topics_per_connection, 7);
+        assert_eq!(config.idle_timeout, Duration::from_millis(500));
+        assert_eq!(config.outbound_queue, Config::default().outbound_queue);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_in_the_file_are_errors() {
+        let typo = temp_file("typo", "max_frame_byte = 1000\n");
+        assert!(matches!(
+            Config::from_file(&typo),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::remove_file(&typo).ok();
+        let negative = temp_file("negative", "ping_interval_secs = -1.0\n");
+        assert!(matches!(
+            Config::from_file(&negative),
+            Err(ConfigError::Invalid {
+                field: "ping_interval_secs",
+                ..
+            })
+        ));
+        std::fs::remove_file(&negative).ok();
+        assert!(matches!(
+            Config::from_file(Path::new("/nonexistent/civicbase.toml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn origins_must_be_origins() {
+        let config = Config {
+            allowed_origins: vec!["https://civic.example/".into()],
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        let config = Config {
+            allowed_origins: vec![
+                "https://civic.example".into(),
+                "http://10.0.0.2:8787".into(),
+            ],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn printed_config_reads_back_to_the_same_config() {
+        let config = Config {
+            allowed_origins: vec!["https://civic.example".into()],
+            idle_timeout: Duration::from_millis(1500),
+            ..Config::default()
+        };
+        let path = temp_file("roundtrip", &config.to_toml());
+        let read = Config::from_file(&path).expect("reads back");
+        std::fs::remove_file(&path).ok();
+        assert_eq!(read, config);
+    }
+}

@@ -1,0 +1,275 @@
+//! HTTP routes: WebSocket upgrades on `/` and `/signal`, `/healthz`, `/metrics`, and the static
+//! files of the built app for everything else.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use tower::ServiceExt;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tracing::debug;
+
+use crate::metrics::RefuseReason;
+use crate::{connection, Shared};
+
+/// Capacity of the buffer tungstenite reads into. Small, because each connection holds one for
+/// its lifetime; a larger frame grows it as needed, up to `max_frame_bytes`.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outgoing frames are gathered up to this many bytes before they are written.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+const CACHE_IMMUTABLE: HeaderValue =
+    HeaderValue::from_static("public, max-age=31536000, immutable");
+const CACHE_NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+
+/// The router, with compression for every response that benefits from it.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", any(root))
+        .route("/signal", any(signal))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .fallback(static_file)
+        .layer(CompressionLayer::new())
+        .with_state(shared)
+}
+
+/// `/`: a WebSocket upgrade (y-webrtc clients connect to the bare URL) or the app's index page.
+async fn root(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    if is_websocket_upgrade(request.headers()) {
+        upgrade(shared, addr, request).await
+    } else {
+        static_file(State(shared), request).await
+    }
+}
+
+/// `/signal`: WebSocket upgrades only.
+async fn signal(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    if is_websocket_upgrade(request.headers()) {
+        upgrade(shared, addr, request).await
+    } else {
+        (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "this endpoint speaks WebSocket\n",
+        )
+            .into_response()
+    }
+}
+
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Checks origin and admission limits, then upgrades.
+async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, request: Request) -> Response {
+    if !origin_allowed(&shared.config.allowed_origins, request.headers()) {
+        shared.metrics.count_refusal(RefuseReason::Origin);
+        debug!(%addr, origin = ?request.headers().get(header::ORIGIN), "origin refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    if *shared.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let (mut parts, _body) = request.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let ticket = match shared.admission.admit(addr.ip()) {
+        Ok(ticket) => ticket,
+        Err(reason) => {
+            shared.metrics.count_refusal(reason);
+            debug!(%addr, ?reason, "connection refused");
+            return match reason {
+                RefuseReason::PerIpLimit => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address\n",
+                ),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "server full\n"),
+            }
+            .into_response();
+        }
+    };
+    let max = shared.config.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection::run(socket, shared, ticket, addr))
+}
+
+/// True when no allowlist is set, the request has no `Origin` header (not a browser page), or
+/// its origin is in the list.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|origin| allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(shared.hub.topic_count()),
+    )
+        .into_response()
+}
+
+/// A file of the static directory, with cache headers that suit Trunk's hashed file names.
+async fn static_file(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let path = request.uri().path().to_owned();
+    let dir = &shared.config.static_dir;
+    let response: Result<_, Infallible> = ServeDir::new(dir)
+        .precompressed_br()
+        .precompressed_gzip()
+        .oneshot(request)
+        .await;
+    let mut response = match response {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return not_found(dir);
+    }
+    let headers = response.headers_mut();
+    let cache = if is_hashed_asset(&path) {
+        CACHE_IMMUTABLE
+    } else {
+        CACHE_NO_CACHE
+    };
+    headers.insert(header::CACHE_CONTROL, cache);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn not_found(dir: &std::path::Path) -> Response {
+    let body = if dir.is_dir() {
+        "<!doctype html><meta charset=utf-8><title>Not found</title><p>Not found.</p>\n".to_owned()
+    } else {
+        format!(
+            "<!doctype html><meta charset=utf-8><title>CivicBase: app not built</title>\
+             <h1>The app has not been built</h1>\
+             <p>This CivicBase signaling server serves the app from <code>{}</code>, which does \
+             not exist. Build the app (<code>trunk build --release</code>) or start the server \
+             with <code>--static-dir</code> pointing at the built files.</p>\
+             <p>Signaling works regardless: WebSocket clients connect to this address.</p>\n",
+            html_escape(&dir.display().to_string())
+        )
+    };
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, CACHE_NO_CACHE),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Whether the last segment of `path` carries a content hash as Trunk writes it: `-` followed
+/// by at least 16 hexadecimal digits, then `.` or `_` (as in `app-1a2b3c4d5e6f7a8b_bg.wasm` or
+/// `styles-afe23a068eb45d6c.css`). Such a file never changes, so it may be cached for good.
+pub(crate) fn is_hashed_asset(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.match_indices('-').any(|(dash, _)| {
+        let rest = &name[dash + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+        digits >= 16 && matches!(rest.as_bytes().get(digits), Some(b'.' | b'_'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_names_are_recognised() {
+        for path in [
+            "/civicbase-app-7978877cbf54fe9b_bg.wasm",
+            "/civicbase-app-7978877cbf54fe9b.js",
+            "/styles-afe23a068eb45d6c.css",
+            "/assets/icon-0123456789abcdef0123.png",
+        ] {
+            assert!(is_hashed_asset(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/index.html",
+            "/sw.js",
+            "/manifest.webmanifest",
+            "/civicbase-worker_bg.wasm",
+            "/civicbase-worker.js",
+            "/app-7978877cbf54fe9.js",
+            "/app-7978877cbf54fe9bz.js",
+            "/app-7978877cbf54fe9b",
+            "/7978877cbf54fe9b0000.js",
+        ] {
+            assert!(!is_hashed_asset(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn origin_allowlist() {
+        let mut headers = HeaderMap::new();
+        assert!(origin_allowed(&[], &headers));
+        let allowed = vec!["https://civic.example".to_owned()];
+        assert!(origin_allowed(&allowed, &headers), "no Origin header");
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://civic.example"),
+        );
+        assert!(origin_allowed(&allowed, &headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!origin_allowed(&allowed, &headers));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!origin_allowed(&allowed, &headers));
+    }
+}

@@ -1,0 +1,143 @@
+//! The CivicBase signaling server: a small WebSocket rendezvous that introduces peers to each
+//! other, and the static host of the built app.
+//!
+//! It speaks the y-webrtc signaling protocol (see [`protocol`]), so existing y-webrtc clients work
+//! against it unchanged: a client subscribes to topics, and whatever is published to a topic is
+//! relayed to every subscriber, the sender included, with a `clients` field holding the number of
+//! receivers. The server knows nothing of CivicBase data; clients use hashed topic names.
+//!
+//! Every connection is held to limits set in [`Config`]: frame size, topics, topic name length,
+//! frames per second (token bucket), connections per IP address and in total, an idle timeout
+//! with server pings, an optional `Origin` allowlist, and a bounded outbound queue (a client
+//! that does not read fast enough is disconnected; it never slows the relay). A connection that
+//! breaks a limit, or sends malformed JSON or a binary frame, is closed with a close code and a
+//! reason; every other connection carries on.
+//!
+//! HTTP routes:
+//!
+//! | path       | serves                                                              |
+//! |------------|---------------------------------------------------------------------|
+//! | `/`        | WebSocket upgrade, or `index.html` of the static directory          |
+//! | `/signal`  | WebSocket upgrade                                                   |
+//! | `/healthz` | `200 ok`                                                            |
+//! | `/metrics` | Prometheus text format                                              |
+//! | `/*`       | static files; hashed names cached for a year, the rest `no-cache`   |
+//!
+//! # Embedding
+//!
+//! ```
+//! use std::time::Duration;
+//! use civicbase_signaling::{serve, Config};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     println!("signaling on ws://{}", listener.local_addr()?);
+//!     let config = Config {
+//!         static_dir: "dist".into(),
+//!         max_connections_per_ip: 16,
+//!         ..Config::default()
+//!     };
+//!     // Stops at once here; pass a signal (e.g. `tokio::signal::ctrl_c()`) in real use.
+//!     let shutdown = tokio::time::sleep(Duration::from_millis(10));
+//!     serve(listener, config, shutdown).await?;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+mod config;
+mod connection;
+mod http;
+mod hub;
+mod limits;
+mod metrics;
+pub mod protocol;
+
+pub use config::{Args, Config, ConfigError};
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Accepting or serving connections failed.
+    #[error("serving failed")]
+    Io(#[source] std::io::Error),
+}
+
+/// State shared by every connection and route.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: hub::Hub,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) admission: Arc<limits::Admission>,
+    /// Becomes true when the server shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Serves signaling and static files on `listener` until `shutdown` resolves.
+///
+/// On shutdown the server stops accepting, finishes HTTP requests in flight, sends every
+/// WebSocket a close frame (1001, "going away") and waits up to [`Config::shutdown_grace`] for
+/// them to close; then it returns. `config.bind` is not used: the listener decides the address.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let (stop, stopped) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        admission: limits::Admission::new(config.max_connections_per_ip, config.max_connections),
+        hub: hub::Hub::default(),
+        metrics: metrics::Metrics::default(),
+        shutdown: stopped,
+        config,
+    });
+    let grace = shared.config.shutdown_grace;
+    let admission = Arc::clone(&shared.admission);
+    let app = http::router(shared);
+
+    let signal = async move {
+        shutdown.await;
+        info!("shutting down");
+        // Every connection watches this; dropping the sender afterwards is harmless.
+        let _ = stop.send(true);
+    };
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Signaling messages are small and latency-sensitive; the writer batches already.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await
+    .map_err(ServeError::Io)?;
+
+    // Upgraded connections are outside hyper's graceful shutdown: wait for them here.
+    if tokio::time::timeout(grace, admission.wait_idle())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = admission.open(),
+            "connections still open after the shutdown grace period"
+        );
+    }
+    info!("stopped");
+    Ok(())
+}
