@@ -72,6 +72,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, ticket: Ticket, 
     };
     session.leave_all();
     drop(rx);
+    metrics.count_close(reason);
 
     match close_frame(reason, &shared) {
         Some(frame) => {
@@ -97,7 +98,6 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, ticket: Ticket, 
         }
     }
 
-    metrics.count_close(reason);
     metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
     if reason.is_rejected_frame() || reason == CloseReason::SlowConsumer {
         debug!(conn = id, %addr, reason = reason.label(), "connection closed by the server");

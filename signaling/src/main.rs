@@ -1,5 +1,7 @@
 //! `civicbase-signaling`: runs the signaling server. `--help` lists every option.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use civicbase_signaling::{serve, Args};
 use clap::Parser as _;
@@ -18,6 +20,8 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     raise_open_file_limit();
 
