@@ -143,9 +143,17 @@ try {
     await page.waitForFunction(
       () => document.querySelector("#notice-title").value === "" && !document.querySelector("#post-notice").disabled,
     );
-    await page.fill("#notice-title", title);
-    const sent = await page.evaluate(() => performance.timeOrigin + performance.now());
-    await page.click("#post-notice");
+    // The sending tab is in the background now, where the browser runs no
+    // animation frames; playwright's click waits for one, so the post is
+    // made by the page's own script, stamped the moment it is clicked.
+    const sent = await page.evaluate((t) => {
+      const input = document.querySelector("#notice-title");
+      input.value = t;
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      const at = performance.timeOrigin + performance.now();
+      document.querySelector("#post-notice").click();
+      return at;
+    }, title);
     await other.waitForFunction((t) => t in window.__seen, title, { timeout: 5_000 });
     const seen = await other.evaluate((t) => window.__seen[t], title);
     lat.push(seen - sent);

@@ -297,6 +297,14 @@ impl Worker {
                 | RequestBody::ImportBundle { .. }
         );
         let refresh_storage = !matches!(req.body, RequestBody::View { .. });
+        // Reads answer from memory at once: other tabs' entries reach this
+        // one over the tab channel, and only a write must first read what
+        // they stored (see the module docs).
+        if matches!(req.body, RequestBody::View { .. } | RequestBody::Init) {
+            let reply = self.engine.handle(req, &self.env).await;
+            self.post(&reply);
+            return;
+        }
         let engine = &mut self.engine;
         let env = &self.env;
         let reply = with_write_lock(async {
@@ -311,6 +319,10 @@ impl Worker {
         if announce {
             self.announce();
         }
+        // Other tabs get what this request changed before the storage
+        // estimate (slow on a large database) is read.
+        self.flush_pipes();
+        self.flush_events();
         if refresh_storage {
             self.refresh_storage().await;
         }

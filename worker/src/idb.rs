@@ -641,19 +641,31 @@ impl Store for IdbStore {
         let meta = tx.object_store(META).during(OP)?;
         // All reads go out at once and are answered in order; the
         // transaction stays active while requests are pending.
-        let meta_request = get(&meta, space_key(space)).during(OP)?;
-        let lookups = entries
-            .iter()
-            .map(|e| get(&by_id, id_key(space, &e.id())))
-            .collect::<Result<Vec<_>, _>>()
-            .during(OP)?;
-        let stored = meta_request.await.during(OP)?;
+        let stored = get(&meta, space_key(space)).during(OP)?.await.during(OP)?;
         let created = stored.is_none();
         let mut state = stored.map_or(Ok(Meta::default()), Meta::decode)?;
+        // The stored version vector says which entries cannot be stored yet:
+        // an author's entry at or above its bound. Only the others (entries
+        // another tab may have written first) are looked up, all at once.
+        let lookups = entries
+            .iter()
+            .map(|e| {
+                let h = e.header();
+                if h.seq < state.vv.get(&h.author) {
+                    get(&by_id, id_key(space, &e.id())).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .during(OP)?;
         let mut fresh = Vec::new();
         let mut seen = HashSet::new();
         for (entry, lookup) in entries.iter().zip(lookups) {
-            let known = lookup.await.during(OP)?.is_some();
+            let known = match lookup {
+                Some(request) => request.await.during(OP)?.is_some(),
+                None => false,
+            };
             if !known && seen.insert(entry.id()) {
                 fresh.push(entry);
             }

@@ -305,8 +305,7 @@ fn setup(ctx: &Ctx) -> Result<()> {
     ensure_e2e_deps(ctx)
 }
 
-/// Installs Trunk [`TRUNK_VERSION`] unless that exact version is on PATH, and
-/// Debian's binaryen (wasm-opt) for release builds unless present.
+/// Installs Trunk [`TRUNK_VERSION`] unless that exact version is on PATH.
 fn ensure_trunk(ctx: &Ctx) -> Result<()> {
     let have = ctx
         .which("trunk")
@@ -318,11 +317,7 @@ fn ensure_trunk(ctx: &Ctx) -> Result<()> {
         println!("setup: installing trunk {TRUNK_VERSION} (several minutes, once)");
         run_cmd(&mut ctx.cargo(&["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
     }
-    if ctx.which("wasm-opt").is_some() {
-        println!("setup: wasm-opt is installed");
-        return Ok(());
-    }
-    apt_install(ctx, &["binaryen"])
+    Ok(())
 }
 
 /// Installs the end-to-end tests' npm dependencies (playwright-core, which
@@ -370,8 +365,8 @@ fn apt_install(ctx: &Ctx, packages: &[&str]) -> Result<()> {
     run_cmd(&mut apt(&args))
 }
 
-/// Builds the browser app into `dist/` with Trunk (release: optimised and
-/// shrunk with wasm-opt).
+/// Builds the browser app into `dist/` with Trunk, in the `wasm-release`
+/// profile of the workspace (optimised for size, cryptography for speed).
 fn build_app(ctx: &Ctx) -> Result<()> {
     let mut cmd = ctx.command("trunk");
     cmd.args(["build", "--release"])
