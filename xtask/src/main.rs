@@ -31,6 +31,9 @@ const WORKER_PACKAGE: &str = "civicbase-worker";
 /// Package name of the browser app.
 const APP_PACKAGE: &str = "civicbase-app";
 
+/// The signaling server's package (it also serves the built app).
+const SIGNALING_PACKAGE: &str = "civicbase-signaling";
+
 /// The Trunk release that builds with this toolchain (0.22 needs a newer rustc).
 const TRUNK_VERSION: &str = "0.21.14";
 
@@ -82,7 +85,8 @@ COMMANDS:
                       worker's tests in headless Chromium (a Web Worker).
                       CIVICBASE_SCHEDULES is passed through unchanged.
     run               Set up what is missing, build the browser app and serve
-                      it on http://127.0.0.1:8080/ (PORT to change).
+                      it, with the signaling server, on
+                      http://127.0.0.1:8080/ (PORT to change).
     bench-browser     Browser benchmarks in headless Chromium (cold start,
                       IndexedDB ingest, tab-to-tab latency, bytes shipped),
                       each against a raw baseline in the same run.
@@ -1086,14 +1090,27 @@ fn bench(ctx: &Ctx) -> Result<()> {
     run_cmd(&mut ctx.cargo(&["bench", "-p", BENCH_PACKAGE]))
 }
 
-/// `cargo xtask run`: installs what is missing, then runs the offline-town
-/// walkthrough of the core.
+/// `cargo xtask run`: installs what is missing, builds the app, and serves it
+/// with the signaling server on 127.0.0.1 (`PORT`, default 8080) until
+/// stopped with Ctrl-C.
 fn run_demo(ctx: &Ctx) -> Result<()> {
     setup(ctx)?;
     build_app(ctx)?;
-    let mut cmd = ctx.command("node");
-    cmd.arg(ctx.root.join(E2E_DIR).join("serve.mjs"));
-    run_cmd(&mut cmd)
+    let port = env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
+    let bind = format!("127.0.0.1:{port}");
+    let dist = ctx.root.join("dist");
+    let dist = dist.to_string_lossy().into_owned();
+    run_cmd(&mut ctx.cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        SIGNALING_PACKAGE,
+        "--",
+        "--bind",
+        &bind,
+        "--static-dir",
+        &dist,
+    ]))
 }
 
 /// `cargo xtask bench-browser`: builds the app and a 10,000-record bundle,
