@@ -42,7 +42,8 @@ pub struct Config {
     /// How often the server sends a WebSocket ping to each connection.
     pub ping_interval: Duration,
     /// A connection from which nothing (no frame, no pong) arrives for this long is closed
-    /// (1001).
+    /// (1001). Checked when a ping is due, so the connection closes between `idle_timeout` and
+    /// `idle_timeout + ping_interval` after the last frame. Must exceed `ping_interval`.
     pub idle_timeout: Duration,
     /// Messages queued for one connection before it counts as a slow consumer and is closed
     /// (1008).
@@ -134,8 +135,11 @@ impl Config {
         if self.ping_interval.is_zero() {
             return invalid("ping_interval_secs", "must be positive");
         }
-        if self.idle_timeout.is_zero() {
-            return invalid("idle_timeout_secs", "must be positive");
+        if self.idle_timeout <= self.ping_interval {
+            return invalid(
+                "idle_timeout_secs",
+                "must be longer than ping_interval_secs, or live connections would time out",
+            );
         }
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
@@ -447,7 +451,8 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let path = temp_file(
             "layers",
-            "max_frame_bytes = 1000\nmax_topics_per_connection = 7\nidle_timeout_secs = 0.5\n",
+            "max_frame_bytes = 1000\nmax_topics_per_connection = 7\nidle_timeout_secs = 0.5\n\
+             ping_interval_secs = 0.25\n",
         );
         let args = Args {
             config: Some(path.clone()),
@@ -486,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_timeout_must_exceed_the_ping_interval() {
+        let config = Config {
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "idle_timeout_secs",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn origins_must_be_origins() {
         let config = Config {
             allowed_origins: vec!["https://civic.example/".into()],
@@ -507,6 +528,7 @@ mod tests {
         let config = Config {
             allowed_origins: vec!["https://civic.example".into()],
             idle_timeout: Duration::from_millis(1500),
+            ping_interval: Duration::from_millis(500),
             ..Config::default()
         };
         let path = temp_file("roundtrip", &config.to_toml());

@@ -1,5 +1,5 @@
 //! One WebSocket connection: a reader that enforces the limits and applies messages to the hub,
-//! and a writer that drains the connection's bounded outbound queue and sends pings.
+//! and a writer that drains the connection's bounded [`Outbox`] and sends pings.
 //!
 //! Both halves run concurrently inside one task. Whichever ends first decides why the
 //! connection closes ([`CloseReason`]); the other is dropped, the connection leaves every topic,
@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,15 +16,15 @@ use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, trace};
 
 use crate::hub::{ConnId, Peer};
 use crate::limits::{at_least_1ms, Ticket, TokenBucket};
 use crate::metrics::CloseReason;
+use crate::outbox::{Outbox, Pop};
 use crate::protocol::{self, ClientMessage, PONG};
-use crate::Shared;
+use crate::{Config, Shared};
 
 /// How long sending the close frame may take.
 const CLOSE_SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,49 +32,80 @@ const CLOSE_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
+/// Most scheduler budget units one publish uses up (see [`Session::read`]).
+const MAX_FAN_OUT_BUDGET: usize = 128;
+
+/// The sending half of a connection.
+pub(crate) type Sink = SplitSink<WebSocket, Message>;
+/// The receiving half of a connection.
+pub(crate) type Stream = SplitStream<WebSocket>;
 
 /// Runs a connection until it closes. `ticket` holds its admission slot until then.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr) {
+///
+/// The socket comes already split: the halves are small handles to one heap allocation, and
+/// every byte of this future's state is held for as long as the connection is open.
+pub(crate) async fn run(
+    mut sink: Sink,
+    mut stream: Stream,
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    addr: SocketAddr,
+) {
     let id = shared.hub.next_id();
     let metrics = &shared.metrics;
     metrics.connections_current.fetch_add(1, Ordering::Relaxed);
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     debug!(conn = id, %addr, "connection opened");
 
-    let (tx, mut rx) = mpsc::channel(shared.config.outbound_queue);
-    let kill = Arc::new(Notify::new());
+    let reason = converse(&mut sink, &mut stream, &shared, id).await;
+    metrics.count_close(reason);
+    // Boxed, so that its state is allocated when a connection closes rather than carried by
+    // every open one.
+    Box::pin(close(reason, &mut sink, &mut stream, &shared)).await;
+
+    metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
+    if reason.is_rejected_frame() || reason == CloseReason::SlowConsumer {
+        debug!(conn = id, %addr, reason = reason.label(), "connection closed by the server");
+    } else {
+        trace!(conn = id, %addr, reason = reason.label(), "connection closed");
+    }
+    drop(ticket);
+}
+
+/// Relays until something ends the connection, then leaves every topic.
+async fn converse(
+    sink: &mut Sink,
+    stream: &mut Stream,
+    shared: &Arc<Shared>,
+    id: ConnId,
+) -> CloseReason {
+    let outbox: Peer = Arc::new(Outbox::new(shared.config.outbound_queue));
     let mut session = Session {
         id,
-        peer: Peer {
-            tx,
-            kill: Arc::clone(&kill),
-        },
+        peer: Arc::clone(&outbox),
         topics: HashSet::new(),
         bucket: TokenBucket::new(
             shared.config.rate_limit_per_sec,
             shared.config.rate_limit_burst,
             std::time::Instant::now(),
         ),
-        shared: Arc::clone(&shared),
+        shared: Arc::clone(shared),
     };
-    let (mut sink, mut stream) = socket.split();
-    let mut shutdown = shared.shutdown.clone();
-
-    let reason = {
-        let reader = session.read(&mut stream);
-        let writer = write(&mut sink, &mut rx, shared.config.ping_interval);
-        tokio::select! {
-            reason = reader => reason,
-            reason = writer => reason,
-            () = kill.notified() => CloseReason::SlowConsumer,
-            _ = shutdown.wait_for(|&stop| stop) => CloseReason::Shutdown,
-        }
+    let liveness = Liveness::new();
+    let reason = tokio::select! {
+        reason = session.read(stream, &liveness) => reason,
+        reason = write(sink, &outbox, &liveness, &shared.config) => reason,
+        () = outbox.overflowed() => CloseReason::SlowConsumer,
+        () = shared.stop.triggered() => CloseReason::Shutdown,
     };
     session.leave_all();
-    drop(rx);
-    metrics.count_close(reason);
+    outbox.close();
+    reason
+}
 
-    match close_frame(reason, &shared) {
+/// Sends the close frame for `reason`, if any, and waits briefly for the client's reply.
+async fn close(reason: CloseReason, sink: &mut Sink, stream: &mut Stream, shared: &Shared) {
+    match close_frame(reason, shared) {
         Some(frame) => {
             let sent =
                 tokio::time::timeout(CLOSE_SEND_TIMEOUT, sink.send(Message::Close(Some(frame))))
@@ -97,14 +128,6 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, ticket: Ticket, 
             let _ = tokio::time::timeout(CLOSE_SEND_TIMEOUT, sink.close()).await;
         }
     }
-
-    metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
-    if reason.is_rejected_frame() || reason == CloseReason::SlowConsumer {
-        debug!(conn = id, %addr, reason = reason.label(), "connection closed by the server");
-    } else {
-        trace!(conn = id, %addr, reason = reason.label(), "connection closed");
-    }
-    drop(ticket);
 }
 
 /// The close frame the server sends for `reason`, if any.
@@ -148,32 +171,32 @@ struct Session {
 }
 
 impl Session {
-    /// Reads frames until one of them, the idle timeout or the client ends the connection.
-    async fn read(&mut self, stream: &mut SplitStream<WebSocket>) -> CloseReason {
-        let idle = self.shared.config.idle_timeout;
-        let deadline = tokio::time::sleep(idle);
-        tokio::pin!(deadline);
+    /// Reads frames until one of them or the client ends the connection.
+    async fn read(&mut self, stream: &mut Stream, liveness: &Liveness) -> CloseReason {
         loop {
-            let frame = tokio::select! {
-                frame = stream.next() => frame,
-                () = &mut deadline => return CloseReason::Idle,
-            };
-            let message = match frame {
+            let message = match stream.next().await {
                 None => return CloseReason::Client,
                 Some(Err(error)) => return classify(error),
                 Some(Ok(message)) => message,
             };
-            let now = Instant::now();
-            deadline.as_mut().reset(now + idle);
-            if !self.bucket.take(now.into_std()) {
+            let now = std::time::Instant::now();
+            liveness.received(now);
+            if !self.bucket.take(now) {
                 return CloseReason::RateLimited;
             }
             match message {
-                Message::Text(text) => {
-                    if let Err(reason) = self.handle(text.as_str()) {
-                        return reason;
+                Message::Text(text) => match self.handle(text.as_str()) {
+                    Err(reason) => return reason,
+                    Ok(delivered) => {
+                        // A publish queues a message for every subscriber. Charging the
+                        // scheduler budget for each makes a busy publisher yield before it has
+                        // queued more than the subscribers' writers can take in one turn, so
+                        // that bursts do not overflow healthy subscribers' queues.
+                        for _ in 0..delivered.min(MAX_FAN_OUT_BUDGET) {
+                            tokio::task::consume_budget().await;
+                        }
                     }
-                }
+                },
                 Message::Binary(_) => return CloseReason::Binary,
                 // Pongs answer our pings; tungstenite answers the client's pings itself.
                 Message::Ping(_) | Message::Pong(_) => {}
@@ -182,8 +205,8 @@ impl Session {
         }
     }
 
-    /// Applies one text frame.
-    fn handle(&mut self, text: &str) -> Result<(), CloseReason> {
+    /// Applies one text frame; returns how many messages it queued for subscribers.
+    fn handle(&mut self, text: &str) -> Result<usize, CloseReason> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
         let message = protocol::parse(text).map_err(|error| {
@@ -229,11 +252,12 @@ impl Session {
                         .metrics
                         .messages_relayed_total
                         .fetch_add(delivered as u64, Ordering::Relaxed);
+                    return Ok(delivered);
                 }
             }
             ClientMessage::Ping => {
-                // A full queue notifies `kill`, which closes the connection.
-                self.peer.deliver(Utf8Bytes::from_static(PONG));
+                // A full queue marks the outbox overflowed, which closes the connection.
+                self.peer.push(Utf8Bytes::from_static(PONG));
             }
             ClientMessage::Unknown { kind } => {
                 shared
@@ -243,7 +267,7 @@ impl Session {
                 trace!(conn = self.id, kind = %kind, "ignored message of unknown type");
             }
         }
-        Ok(())
+        Ok(0)
     }
 
     /// Leaves every topic.
@@ -255,34 +279,78 @@ impl Session {
     }
 }
 
-/// Sends queued messages (batched, one flush per batch) and a ping every `ping_every`.
+/// When the connection last received anything. One timer per connection (the writer's ping
+/// interval) checks it, rather than a timer reset on every frame.
+struct Liveness {
+    start: std::time::Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        Liveness {
+            start: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn millis(&self, now: std::time::Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn received(&self, now: std::time::Instant) {
+        self.last.store(self.millis(now), Ordering::Relaxed);
+    }
+
+    fn silent_for(&self, now: std::time::Instant) -> Duration {
+        Duration::from_millis(
+            self.millis(now)
+                .saturating_sub(self.last.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Sends queued messages (flushing after each batch) and, every `ping_interval`, either a ping
+/// or, if nothing arrived for `idle_timeout`, ends the connection.
 async fn write(
-    sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
-    ping_every: Duration,
+    sink: &mut Sink,
+    outbox: &Outbox,
+    liveness: &Liveness,
+    config: &Config,
 ) -> CloseReason {
-    let period = at_least_1ms(ping_every);
+    let period = at_least_1ms(config.ping_interval);
     let mut ping = tokio::time::interval_at(Instant::now() + period, period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut unflushed = 0;
     loop {
-        tokio::select! {
-            next = rx.recv() => {
-                // The session holds a sender for as long as this runs.
-                let Some(text) = next else { return CloseReason::Client };
+        match outbox.pop() {
+            Pop::Message(text) => {
                 if sink.feed(Message::Text(text)).await.is_err() {
                     return CloseReason::TransportError;
                 }
-                for _ in 1..WRITE_BATCH {
-                    let Ok(text) = rx.try_recv() else { break };
-                    if sink.feed(Message::Text(text)).await.is_err() {
-                        return CloseReason::TransportError;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return CloseReason::TransportError;
+                unflushed += 1;
+                if unflushed < WRITE_BATCH {
+                    continue;
                 }
             }
+            // The connection's select notices the overflow as well; either way it closes.
+            Pop::Overflowed => return CloseReason::SlowConsumer,
+            Pop::Empty => {}
+        }
+        if unflushed > 0 {
+            if sink.flush().await.is_err() {
+                return CloseReason::TransportError;
+            }
+            unflushed = 0;
+            continue;
+        }
+        tokio::select! {
+            () = outbox.ready() => {}
             _ = ping.tick() => {
+                if liveness.silent_for(std::time::Instant::now()) >= config.idle_timeout {
+                    return CloseReason::Idle;
+                }
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {
                     return CloseReason::TransportError;
                 }

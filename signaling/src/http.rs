@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use futures_util::StreamExt as _;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
@@ -20,9 +21,10 @@ use tracing::debug;
 use crate::metrics::RefuseReason;
 use crate::{connection, Shared};
 
-/// Capacity of the buffer tungstenite reads into. Small, because each connection holds one for
-/// its lifetime; a larger frame grows it as needed, up to `max_frame_bytes`.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Capacity of the buffer tungstenite reads into, which is also the most it reads at once.
+/// Small, because each connection holds one (filled) for its lifetime; a larger frame grows it
+/// as needed, up to `max_frame_bytes`.
+const READ_BUFFER_BYTES: usize = 512;
 /// Outgoing frames are gathered up to this many bytes before they are written.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -87,7 +89,7 @@ async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, request: Request) -> Res
         debug!(%addr, origin = ?request.headers().get(header::ORIGIN), "origin refused");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    if *shared.shutdown.borrow() {
+    if shared.stop.is_triggered() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     let (mut parts, _body) = request.into_parts();
@@ -115,7 +117,10 @@ async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, request: Request) -> Res
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::run(socket, shared, ticket, addr))
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            connection::run(sink, stream, shared, ticket, addr)
+        })
 }
 
 /// True when no allowlist is set, the request has no `Origin` header (not a browser page), or

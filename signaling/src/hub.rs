@@ -1,42 +1,21 @@
 //! The topic registry: which connections receive what is published to a topic.
 //!
-//! Delivery never waits. Each connection has a bounded outbound queue; a publish pushes into
-//! every receiver's queue with `try_send`, and a receiver whose queue is full is told to
-//! disconnect (its [`Peer::kill`] is notified) rather than slowing the publisher down.
+//! Delivery never waits: a publish pushes into every receiver's bounded [`Outbox`], and a
+//! receiver whose queue is full is disconnected rather than slowing the publisher down.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
+
+use crate::outbox::Outbox;
 
 /// Identifies a connection within one server.
 pub(crate) type ConnId = u64;
 
-/// How to reach one connection.
-#[derive(Debug, Clone)]
-pub(crate) struct Peer {
-    /// The connection's outbound queue.
-    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
-    /// Notified when the queue overflowed and the connection must close.
-    pub(crate) kill: Arc<Notify>,
-}
-
-impl Peer {
-    /// Queues `text`; a full queue notifies [`Peer::kill`]. False when not queued.
-    pub(crate) fn deliver(&self, text: Utf8Bytes) -> bool {
-        match self.tx.try_send(text) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.notify_one();
-                false
-            }
-            // The connection is already closing.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
+/// How to reach one connection: its outbound queue.
+pub(crate) type Peer = Arc<Outbox>;
 
 /// Topic name → subscribed connections.
 #[derive(Debug, Default)]
@@ -64,7 +43,7 @@ impl Hub {
             return name;
         }
         let name: Arc<str> = Arc::from(topic);
-        topics.insert(Arc::clone(&name), HashMap::from([(id, peer.clone())]));
+        topics.insert(Arc::clone(&name), HashMap::from([(id, Arc::clone(peer))]));
         name
     }
 
@@ -91,7 +70,7 @@ impl Hub {
         let text = Utf8Bytes::from(encode(subscribers.len()));
         subscribers
             .values()
-            .filter(|peer| peer.deliver(text.clone()))
+            .filter(|peer| peer.push(text.clone()))
             .count()
     }
 
@@ -108,31 +87,38 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn peer(capacity: usize) -> (Peer, mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let kill = Arc::new(Notify::new());
-        (Peer { tx, kill }, rx)
+    use crate::outbox::Pop;
+
+    fn peer(capacity: usize) -> Peer {
+        Arc::new(Outbox::new(capacity))
+    }
+
+    fn popped(peer: &Peer) -> String {
+        match peer.pop() {
+            Pop::Message(text) => text.to_string(),
+            other => panic!("expected a message, found {other:?}"),
+        }
     }
 
     #[test]
     fn publish_reaches_every_subscriber_with_the_receiver_count() {
         let hub = Hub::default();
-        let (a, mut a_rx) = peer(4);
-        let (b, mut b_rx) = peer(4);
+        let a = peer(4);
+        let b = peer(4);
         hub.subscribe("t", 1, &a);
         hub.subscribe("t", 2, &b);
         hub.subscribe("other", 2, &b);
         assert_eq!(hub.topic_count(), 2);
         assert_eq!(hub.publish("t", |n| format!("{n}")), 2);
-        assert_eq!(a_rx.try_recv().expect("a got it").as_str(), "2");
-        assert_eq!(b_rx.try_recv().expect("b got it").as_str(), "2");
+        assert_eq!(popped(&a), "2");
+        assert_eq!(popped(&b), "2");
         assert_eq!(hub.publish("nobody", |_| unreachable!("not encoded")), 0);
     }
 
     #[test]
     fn unsubscribing_the_last_subscriber_drops_the_topic() {
         let hub = Hub::default();
-        let (a, _a_rx) = peer(1);
+        let a = peer(1);
         let name = hub.subscribe("t", 1, &a);
         assert_eq!(&*name, "t");
         assert!(Arc::ptr_eq(&name, &hub.subscribe("t", 1, &a)));
@@ -141,14 +127,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_notifies_kill_instead_of_waiting() {
+    async fn a_full_queue_reports_overflow_instead_of_waiting() {
         let hub = Hub::default();
-        let (slow, _slow_rx) = peer(1);
+        let slow = peer(1);
+        let fast = peer(8);
         hub.subscribe("t", 1, &slow);
-        assert_eq!(hub.publish("t", |_| "one".into()), 1);
-        assert_eq!(hub.publish("t", |_| "two".into()), 0);
-        tokio::time::timeout(std::time::Duration::from_secs(1), slow.kill.notified())
+        hub.subscribe("t", 2, &fast);
+        assert_eq!(hub.publish("t", |_| "one".into()), 2);
+        assert_eq!(hub.publish("t", |_| "two".into()), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow.overflowed())
             .await
-            .expect("kill was notified");
+            .expect("overflow reported");
+        assert_eq!(popped(&fast), "one");
+        assert_eq!(popped(&fast), "two");
     }
 }

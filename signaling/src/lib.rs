@@ -49,10 +49,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 mod config;
@@ -61,6 +62,7 @@ mod http;
 mod hub;
 mod limits;
 mod metrics;
+mod outbox;
 pub mod protocol;
 
 pub use config::{Args, Config, ConfigError};
@@ -83,8 +85,39 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) admission: Arc<limits::Admission>,
-    /// Becomes true when the server shuts down.
-    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) stop: Stop,
+}
+
+/// Tells every connection that the server is shutting down.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    stopping: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    fn trigger(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_triggered(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once shutdown has begun.
+    pub(crate) async fn triggered(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a trigger in between is not missed.
+            notified.as_mut().enable();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Serves signaling and static files on `listener` until `shutdown` resolves.
@@ -98,23 +131,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let (stop, stopped) = watch::channel(false);
     let shared = Arc::new(Shared {
         admission: limits::Admission::new(config.max_connections_per_ip, config.max_connections),
         hub: hub::Hub::default(),
         metrics: metrics::Metrics::default(),
-        shutdown: stopped,
+        stop: Stop::default(),
         config,
     });
     let grace = shared.config.shutdown_grace;
     let admission = Arc::clone(&shared.admission);
-    let app = http::router(shared);
+    let app = http::router(Arc::clone(&shared));
 
     let signal = async move {
         shutdown.await;
         info!("shutting down");
-        // Every connection watches this; dropping the sender afterwards is harmless.
-        let _ = stop.send(true);
+        shared.stop.trigger();
     };
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         // Signaling messages are small and latency-sensitive; the writer batches already.
