@@ -39,11 +39,11 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// Frames a connection may send in a burst (token bucket size).
     pub rate_limit_burst: u32,
-    /// How often the server sends a WebSocket ping to each connection.
+    /// How often the server sends a WebSocket ping to every connection (all at once).
     pub ping_interval: Duration,
     /// A connection from which nothing (no frame, no pong) arrives for this long is closed
-    /// (1001). Checked when a ping is due, so the connection closes between `idle_timeout` and
-    /// `idle_timeout + ping_interval` after the last frame. Must exceed `ping_interval`.
+    /// (1001). Checked when pings are sent, so the connection closes between `idle_timeout` and
+    /// about `idle_timeout + ping_interval` after the last frame. Must exceed `ping_interval`.
     pub idle_timeout: Duration,
     /// Messages queued for one connection before it counts as a slow consumer and is closed
     /// (1008).

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use futures_util::StreamExt as _;
+use hyper::upgrade::OnUpgrade;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
@@ -20,13 +20,6 @@ use tracing::debug;
 
 use crate::metrics::RefuseReason;
 use crate::{connection, Shared};
-
-/// Capacity of the buffer tungstenite reads into, which is also the most it reads at once.
-/// Small, because each connection holds one (filled) for its lifetime; a larger frame grows it
-/// as needed, up to `max_frame_bytes`.
-const READ_BUFFER_BYTES: usize = 512;
-/// Outgoing frames are gathered up to this many bytes before they are written.
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 const CACHE_IMMUTABLE: HeaderValue =
     HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -82,20 +75,27 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
 }
 
-/// Checks origin and admission limits, then upgrades.
-async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, request: Request) -> Response {
+/// Checks the handshake, the origin and the admission limits, then answers `101 Switching
+/// Protocols` and hands the connection to [`connection::run`] (RFC 6455, section 4.2).
+async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Response {
     if !origin_allowed(&shared.config.allowed_origins, request.headers()) {
         shared.metrics.count_refusal(RefuseReason::Origin);
         debug!(%addr, origin = ?request.headers().get(header::ORIGIN), "origin refused");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    if shared.stop.is_triggered() {
+    if shared.heartbeat.is_stopping() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let (mut parts, _body) = request.into_parts();
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+    let key = match handshake_key(&request) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded\n",
+        )
+            .into_response();
     };
     let ticket = match shared.admission.admit(addr.ip()) {
         Ok(ticket) => ticket,
@@ -112,15 +112,77 @@ async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, request: Request) -> Res
             .into_response();
         }
     };
-    let max = shared.config.max_frame_bytes;
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let (sink, stream) = socket.split();
-            connection::run(sink, stream, shared, ticket, addr)
-        })
+    tokio::spawn(connection::run(on_upgrade, shared, ticket));
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::SEC_WEBSOCKET_ACCEPT, key),
+        ],
+    )
+        .into_response()
+}
+
+/// Why an opening handshake is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadHandshake {
+    Method,
+    HttpVersion,
+    ConnectionHeader,
+    WebSocketVersion,
+    MissingKey,
+    InvalidKey,
+}
+
+impl IntoResponse for BadHandshake {
+    fn into_response(self) -> Response {
+        let bad = |text: &'static str| (StatusCode::BAD_REQUEST, text).into_response();
+        match self {
+            BadHandshake::Method => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+            BadHandshake::HttpVersion => bad("WebSocket upgrades need HTTP/1.1\n"),
+            BadHandshake::ConnectionHeader => bad("missing \"Connection: upgrade\"\n"),
+            BadHandshake::WebSocketVersion => (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "unsupported WebSocket version\n",
+            )
+                .into_response(),
+            BadHandshake::MissingKey => bad("missing Sec-WebSocket-Key\n"),
+            BadHandshake::InvalidKey => bad("invalid Sec-WebSocket-Key\n"),
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Accept` value for a valid opening handshake.
+fn handshake_key(request: &Request) -> Result<HeaderValue, BadHandshake> {
+    let headers = request.headers();
+    if request.method() != Method::GET {
+        return Err(BadHandshake::Method);
+    }
+    if request.version() != Version::HTTP_11 {
+        return Err(BadHandshake::HttpVersion);
+    }
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return Err(BadHandshake::ConnectionHeader);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(BadHandshake::WebSocketVersion);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(BadHandshake::MissingKey)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| BadHandshake::InvalidKey)
 }
 
 /// True when no allowlist is set, the request has no `Origin` header (not a browser page), or

@@ -51,8 +51,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -85,37 +87,58 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) admission: Arc<limits::Admission>,
-    pub(crate) stop: Stop,
+    pub(crate) heartbeat: Heartbeat,
 }
 
-/// Tells every connection that the server is shutting down.
+/// The server's heartbeat: wakes every connection once per ping interval (to send its ping and
+/// check its idle timeout) and once more when the server shuts down.
+///
+/// One shared broadcast instead of a timer per connection keeps each connection's state small
+/// and the timer wheel empty, at the price of pinging every connection at the same moment.
 #[derive(Debug, Default)]
-pub(crate) struct Stop {
+pub(crate) struct Heartbeat {
     stopping: AtomicBool,
     notify: Notify,
 }
 
-impl Stop {
-    fn trigger(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
+impl Heartbeat {
+    /// Resolves at the next beat or at shutdown, whichever comes first. Take it before checking
+    /// [`Heartbeat::is_stopping`]: a shutdown after that check still wakes it.
+    pub(crate) fn next(&self) -> Notified<'_> {
+        self.notify.notified()
     }
 
-    pub(crate) fn is_triggered(&self) -> bool {
+    /// Whether the server is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
     /// Resolves once shutdown has begun.
-    pub(crate) async fn triggered(&self) {
+    pub(crate) async fn stopping(&self) {
         loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a trigger in between is not missed.
-            notified.as_mut().enable();
-            if self.is_triggered() {
+            let next = self.next();
+            if self.is_stopping() {
                 return;
             }
-            notified.await;
+            next.await;
+        }
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Beats every `period` until shutdown.
+    async fn run(&self, period: Duration) {
+        let period = limits::at_least_1ms(period);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_stopping() {
+            tokio::select! {
+                _ = ticks.tick() => self.notify.notify_waiters(),
+                () = self.stopping() => {}
+            }
         }
     }
 }
@@ -135,17 +158,21 @@ pub async fn serve(
         admission: limits::Admission::new(config.max_connections_per_ip, config.max_connections),
         hub: hub::Hub::default(),
         metrics: metrics::Metrics::default(),
-        stop: Stop::default(),
+        heartbeat: Heartbeat::default(),
         config,
     });
     let grace = shared.config.shutdown_grace;
     let admission = Arc::clone(&shared.admission);
     let app = http::router(Arc::clone(&shared));
+    let heartbeat = tokio::spawn({
+        let shared = Arc::clone(&shared);
+        async move { shared.heartbeat.run(shared.config.ping_interval).await }
+    });
 
     let signal = async move {
         shutdown.await;
         info!("shutting down");
-        shared.stop.trigger();
+        shared.heartbeat.stop();
     };
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         // Signaling messages are small and latency-sensitive; the writer batches already.
@@ -158,6 +185,8 @@ pub async fn serve(
     .with_graceful_shutdown(signal)
     .await
     .map_err(ServeError::Io)?;
+    // Ends by itself after shutdown; an error return must not leave it running.
+    heartbeat.abort();
 
     // Upgraded connections are outside hyper's graceful shutdown: wait for them here.
     if tokio::time::timeout(grace, admission.wait_idle())

@@ -107,6 +107,13 @@ pub(crate) struct Ticket {
     ip: IpAddr,
 }
 
+impl Ticket {
+    /// The address the connection comes from.
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.admission.release(self.ip);

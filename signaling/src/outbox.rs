@@ -4,27 +4,23 @@
 //! full marks it overflowed and notifies [`Outbox::overflowed`], and the connection closes as a
 //! slow consumer: one client that does not read never holds up the others.
 //!
-//! An idle connection's queue holds no allocation (the deque is released whenever it drains
-//! after a burst), which matters with tens of thousands of mostly idle connections.
+//! An idle connection's queue holds no allocation (the deque is released whenever it drains),
+//! which matters with tens of thousands of mostly idle connections.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use axum::extract::ws::Utf8Bytes;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
-
-/// Capacity above which a drained deque is released rather than kept for reuse.
-const KEEP_CAPACITY: usize = 16;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The outbound queue of one connection.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
     capacity: usize,
-    /// Wakes the writer when a message arrives in an empty queue.
+    /// Wakes the connection when a message arrives in an empty queue, and on overflow.
     ready: Notify,
-    /// Wakes the connection when the queue overflows.
-    overflow: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +48,6 @@ impl Outbox {
             state: Mutex::default(),
             capacity,
             ready: Notify::new(),
-            overflow: Notify::new(),
         }
     }
 
@@ -70,14 +65,14 @@ impl Outbox {
             state.overflowed = true;
             state.queue = VecDeque::new();
             drop(state);
-            self.overflow.notify_one();
+            self.ready.notify_one();
             return false;
         }
         let was_empty = state.queue.is_empty();
         state.queue.push_back(text);
         drop(state);
-        // The writer waits only after finding the queue empty; `notify_one` keeps a permit if
-        // it is not waiting yet, so this wake-up cannot be lost.
+        // The connection waits only after finding the queue empty; `notify_one` keeps a permit
+        // if it is not waiting yet, so this wake-up cannot be lost.
         if was_empty {
             self.ready.notify_one();
         }
@@ -92,7 +87,8 @@ impl Outbox {
         }
         match state.queue.pop_front() {
             Some(text) => {
-                if state.queue.is_empty() && state.queue.capacity() > KEEP_CAPACITY {
+                if state.queue.is_empty() {
+                    // Most connections are idle most of the time: hold no buffer between bursts.
                     state.queue = VecDeque::new();
                 }
                 Pop::Message(text)
@@ -101,15 +97,18 @@ impl Outbox {
         }
     }
 
-    /// Resolves after a push into an empty queue (possibly one that happened before the call).
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await;
+    /// Resolves after a push into an empty queue or an overflow (possibly one that happened
+    /// before the call).
+    pub(crate) fn ready(&self) -> Notified<'_> {
+        self.ready.notified()
     }
 
-    /// Resolves once the queue has overflowed.
+    /// Resolves once the queue has overflowed. Meant to run alongside a write that drains the
+    /// queue until it finds it empty: a wake-up this takes for a new message is harmless, since
+    /// that write will find the message.
     pub(crate) async fn overflowed(&self) {
         loop {
-            let notified = self.overflow.notified();
+            let notified = self.ready.notified();
             if self.lock().overflowed {
                 return;
             }
@@ -146,7 +145,12 @@ mod tests {
         let outbox = Outbox::new(2);
         assert!(outbox.push("1".into()));
         assert!(outbox.push("2".into()));
+        // Consume the wake-up of the first push.
+        outbox.ready().await;
         assert!(!outbox.push("3".into()));
+        tokio::time::timeout(Duration::from_secs(1), outbox.ready())
+            .await
+            .expect("the connection is woken on overflow");
         assert!(!outbox.push("4".into()));
         assert!(matches!(outbox.pop(), Pop::Overflowed));
         tokio::time::timeout(Duration::from_secs(1), outbox.overflowed())

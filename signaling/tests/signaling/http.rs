@@ -226,3 +226,25 @@ async fn metrics_count_connections_topics_and_relayed_messages() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_opening_handshakes_are_refused() {
+    let server = Server::start(config()).await;
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let old_version = [upgrade.as_slice(), &[("Sec-WebSocket-Version", "8")]].concat();
+    let response = get(server.addr, "/signal", &old_version).await;
+    assert_eq!(response.status, 426);
+    assert_eq!(response.header("sec-websocket-version"), Some("13"));
+
+    let no_key = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    assert_eq!(get(server.addr, "/", &no_key).await.status, 400);
+    server.assert_healthy().await;
+}

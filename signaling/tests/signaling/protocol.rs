@@ -165,3 +165,26 @@ async fn a_raw_y_webrtc_client_can_subscribe_publish_and_receive() {
         .wait_metric("civicbase_signaling_topics_current", 0)
         .await;
 }
+
+/// Messages queued while the server is sending a ping must still be delivered promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_keep_flowing_while_pings_are_sent() {
+    let server = Server::start(civicbase_signaling::Config {
+        ping_interval: std::time::Duration::from_millis(1),
+        rate_limit_per_sec: 0,
+        ..config()
+    })
+    .await;
+    let mut receiver = Client::connect(&server.url()).await;
+    receiver.subscribe(&["busy"]).await;
+    let mut sender = Client::connect(&server.url()).await;
+    for n in 0..2000 {
+        sender
+            .send(&format!(r#"{{"type":"publish","topic":"busy","n":{n}}}"#))
+            .await;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), receiver.recv_json())
+            .await
+            .unwrap_or_else(|_| panic!("message {n} stuck in the queue"));
+        assert_eq!(got["n"], n);
+    }
+}
