@@ -365,7 +365,8 @@ pub struct Args {
         value_name = "SECS"
     )]
     pub ping_interval_secs: Option<f64>,
-    /// Seconds without receiving anything after which a connection is closed [default: 75].
+    /// Seconds without receiving anything after which a connection is closed; must exceed the
+    /// ping interval [default: 75].
     #[arg(
         long,
         env = "CIVICBASE_SIGNALING_IDLE_TIMEOUT_SECS",
@@ -376,7 +377,7 @@ pub struct Args {
     /// [default: 256].
     #[arg(long, env = "CIVICBASE_SIGNALING_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,
-    /// Origins allowed to open WebSockets, comma-separated (e.g. https://civic.example);
+    /// Origins allowed to open WebSockets, comma-separated (e.g. `https://civic.example`);
     /// others get 403. Unset allows every origin [default: none].
     #[arg(
         long,

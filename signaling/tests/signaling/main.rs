@@ -2,6 +2,7 @@
 
 mod binary;
 mod common;
+mod compat;
 mod http;
 mod limits;
 mod protocol;
