@@ -44,7 +44,7 @@ async fn root(
     request: Request,
 ) -> Response {
     if is_websocket_upgrade(request.headers()) {
-        upgrade(shared, addr, request).await
+        upgrade(shared, addr, request)
     } else {
         static_file(State(shared), request).await
     }
@@ -57,7 +57,7 @@ async fn signal(
     request: Request,
 ) -> Response {
     if is_websocket_upgrade(request.headers()) {
-        upgrade(shared, addr, request).await
+        upgrade(shared, addr, request)
     } else {
         (
             StatusCode::UPGRADE_REQUIRED,
@@ -77,7 +77,7 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// Checks the handshake, the origin and the admission limits, then answers `101 Switching
 /// Protocols` and hands the connection to [`connection::run`] (RFC 6455, section 4.2).
-async fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Response {
+fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Response {
     if !origin_allowed(&shared.config.allowed_origins, request.headers()) {
         shared.metrics.count_refusal(RefuseReason::Origin);
         debug!(%addr, origin = ?request.headers().get(header::ORIGIN), "origin refused");
