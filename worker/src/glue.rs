@@ -290,13 +290,6 @@ impl Worker {
                 return;
             }
         };
-        let announce = matches!(
-            req.body,
-            RequestBody::CreateSpace { .. }
-                | RequestBody::JoinSpace { .. }
-                | RequestBody::ImportBundle { .. }
-        );
-        let refresh_storage = !matches!(req.body, RequestBody::View { .. });
         // Reads answer from memory at once: other tabs' entries reach this
         // one over the tab channel, and only a write must first read what
         // they stored (see the module docs).
@@ -305,6 +298,12 @@ impl Worker {
             self.post(&reply);
             return;
         }
+        let announce = matches!(
+            req.body,
+            RequestBody::CreateSpace { .. }
+                | RequestBody::JoinSpace { .. }
+                | RequestBody::ImportBundle { .. }
+        );
         let engine = &mut self.engine;
         let env = &self.env;
         let reply = with_write_lock(async {
@@ -323,9 +322,7 @@ impl Worker {
         // estimate (slow on a large database) is read.
         self.flush_pipes();
         self.flush_events();
-        if refresh_storage {
-            self.refresh_storage().await;
-        }
+        self.refresh_storage().await;
     }
 
     async fn refresh_storage(&mut self) {

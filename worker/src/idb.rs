@@ -639,8 +639,7 @@ impl Store for IdbStore {
         let log = tx.object_store(LOG).during(OP)?;
         let by_id = tx.object_store(BY_ID).during(OP)?;
         let meta = tx.object_store(META).during(OP)?;
-        // All reads go out at once and are answered in order; the
-        // transaction stays active while requests are pending.
+        // The transaction stays active while requests are pending.
         let stored = get(&meta, space_key(space)).during(OP)?.await.during(OP)?;
         let created = stored.is_none();
         let mut state = stored.map_or(Ok(Meta::default()), Meta::decode)?;
