@@ -36,6 +36,7 @@
 //! assert!(matches!(reply, Event::Response { id: 1, result: Ok(ResponseBody::Identity(_)) }));
 //! ```
 
+pub mod mesh;
 mod views;
 
 use std::cell::Cell;
@@ -166,6 +167,9 @@ impl Slot {
 
 const IDENTITY_KEY: &str = "identity";
 const PENDING_JOIN_PREFIX: &str = "pending-join:";
+/// Spaces kept as replicas without membership (an anchor peer): ids, 32
+/// bytes each.
+const REPLICATED_KEY: &str = "replicated-spaces";
 const SNAPSHOT_EVERY: u64 = 500;
 const INVITE_PREFIX: &str = "join1";
 
@@ -307,7 +311,44 @@ where
                 .await
                 .map_err(OpenError::Store)?;
         }
+        for space in engine.replicated().await.map_err(OpenError::Store)? {
+            let config = engine.config;
+            engine
+                .spaces
+                .entry(space)
+                .or_insert_with(|| Slot::waiting(space, config));
+        }
         Ok(engine)
+    }
+
+    async fn replicated(&self) -> Result<Vec<SpaceId>, S::Error> {
+        let bytes = self.store.secret(REPLICATED_KEY).await?.unwrap_or_default();
+        Ok(bytes
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Hash))
+            .collect())
+    }
+
+    /// Keeps a replica of `space` without joining it: its entries are
+    /// stored and synced as they arrive from peers (an always-on anchor
+    /// peer does this for the spaces it serves). Remembered across restarts.
+    /// Returns whether the space was new to this device.
+    pub async fn replicate(&mut self, space: SpaceId) -> Result<bool, ErrorInfo> {
+        let mut list = self.replicated().await.map_err(|e| storage_err(&e))?;
+        if !list.contains(&space) {
+            list.push(space);
+            let bytes: Vec<u8> = list.iter().flat_map(|s| s.0).collect();
+            self.store
+                .put_secret(REPLICATED_KEY, &bytes)
+                .await
+                .map_err(|e| storage_err(&e))?;
+        }
+        let config = self.config;
+        let new = !self.spaces.contains_key(&space);
+        self.spaces
+            .entry(space)
+            .or_insert_with(|| Slot::waiting(space, config));
+        Ok(new)
     }
 
     async fn load_space(&mut self, space: SpaceId, env: &dyn Env) -> Result<(), S::Error> {
