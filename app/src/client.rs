@@ -30,6 +30,8 @@ pub struct Shared {
     pub alerts: RwSignal<Vec<(u64, String)>>,
     /// Whether the worker has started.
     pub ready: RwSignal<bool>,
+    /// The connection to the signaling server.
+    pub signaling: RwSignal<crate::mesh::Signaling>,
 }
 
 struct Client {
@@ -141,9 +143,29 @@ fn on_event(shared: Shared, event: Event) {
             }
         }
         Event::Changed { .. } => shared.version.update(|v| *v += 1),
-        Event::Status(s) => shared.status.set(s),
+        Event::Status(s) => {
+            crate::mesh::set_leader(s.leader);
+            shared.status.set(s);
+        }
         Event::Alert(e) => alert(shared, e.message),
+        Event::Topics(topics) => crate::mesh::set_topics(topics),
+        Event::LinkSend { link, messages } => crate::mesh::send(link, messages),
+        Event::LinkClose { link, reason } => crate::mesh::close_link(link, &reason),
     }
+}
+
+/// Sends a message that is not answered (link traffic).
+pub fn notify(body: RequestBody) {
+    CLIENT.with(|c| {
+        let c = c.borrow();
+        let Some(c) = c.as_ref() else { return };
+        let bytes = encode_request(&Request { id: 0, body });
+        if c.started.get() {
+            let _ = c.worker.post_message(&Uint8Array::from(bytes.as_slice()));
+        } else {
+            c.queued.borrow_mut().push(bytes);
+        }
+    });
 }
 
 /// Sends a request and waits for its answer.

@@ -104,6 +104,7 @@ pub fn App() -> impl IntoView {
         status: RwSignal::new(StatusInfo::default()),
         alerts: RwSignal::new(Vec::new()),
         ready: RwSignal::new(false),
+        signaling: RwSignal::new(crate::mesh::Signaling::Idle),
     };
     provide_context(shared);
     let lang = RwSignal::new(Lang::detect());
@@ -118,8 +119,15 @@ pub fn App() -> impl IntoView {
     GLOBALS.with(|g| g.set(Some((shared, s, lang))));
     crate::i18n::set_lang_signal(lang);
     let loaded = RwSignal::new(false);
+    crate::mesh::init(shared);
     client::start(shared);
     register_service_worker();
+    // Peers see this device's name.
+    Effect::new(move |_| {
+        if let Some(i) = s.identity.get() {
+            crate::mesh::set_name(i.name);
+        }
+    });
     request_persistence(s);
     spawn_local(async move {
         refresh_spaces(s).await;
@@ -1475,6 +1483,63 @@ fn download(file_name: &str, bytes: &[u8]) {
     let _ = web_sys::Url::revoke_object_url(&url);
 }
 
+/// Network sync: the signaling connection, pause and resume, and where to
+/// find peers.
+#[component]
+fn NetworkSettings() -> impl IntoView {
+    use crate::mesh::{self, Signaling};
+    let sh = shared();
+    let saved = mesh::settings();
+    let url = RwSignal::new(saved.signaling.clone());
+    let ice = RwSignal::new(saved.ice.join(" "));
+    let error = RwSignal::new(None::<&'static str>);
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match mesh::validate(&url.get_untracked(), &ice.get_untracked()) {
+            Ok(settings) => {
+                error.set(None);
+                mesh::save(&settings);
+                info(shared(), tr("sync.saved")().to_owned());
+            }
+            Err(key) => error.set(Some(key)),
+        }
+    };
+    let paused = move || sh.signaling.get() == Signaling::Paused;
+    view! {
+        <section class="card">
+            <h2>{tr("sync.network")}</h2>
+            <p id="signaling-state" role="status" data-state=move || format!("{:?}", sh.signaling.get()).to_lowercase()>
+                {move || match sh.signaling.get() {
+                    Signaling::Idle => tr("sync.sig_idle")(),
+                    Signaling::Paused => tr("sync.sig_paused")(),
+                    Signaling::Connecting => tr("sync.sig_connecting")(),
+                    Signaling::Connected => tr("sync.sig_connected")(),
+                }}
+            </p>
+            <button id="pause-sync" on:click=move |_| mesh::set_paused(!paused())>
+                {move || if paused() { tr("sync.resume")() } else { tr("sync.pause")() }}
+            </button>
+            <details>
+                <summary>{tr("sync.save")}</summary>
+                <form on:submit=save novalidate>
+                    <label for="signaling-url">{tr("sync.signaling_url")}</label>
+                    <input id="signaling-url" type="url" placeholder="wss://…/signal" prop:value=move || url.get()
+                        on:input=move |ev| url.set(event_target_value(&ev))
+                        aria-invalid=move || (error.get() == Some("sync.bad_signaling")).then_some("true")/>
+                    <label for="ice-servers">{tr("sync.ice")}</label>
+                    <input id="ice-servers" placeholder="stun:stun.example.org:3478" prop:value=move || ice.get()
+                        on:input=move |ev| ice.set(event_target_value(&ev))
+                        aria-invalid=move || (error.get() == Some("sync.bad_ice")).then_some("true")/>
+                    <Show when=move || error.get().is_some()>
+                        <p class="error" role="alert">{move || error.get().map(|k| t(lang(), k))}</p>
+                    </Show>
+                    <button type="submit">{tr("sync.save")}</button>
+                </form>
+            </details>
+        </section>
+    }
+}
+
 #[component]
 fn SyncPanel(space: SpaceId) -> impl IntoView {
     let s = session();
@@ -1553,13 +1618,26 @@ fn SyncPanel(space: SpaceId) -> impl IntoView {
             </dl>
             <h3>{tr("sync.peers")}</h3>
             <Show when=move || sh.status.get().peers.is_empty() fallback=move || view! {
-                <ul>{move || sh.status.get().peers.into_iter().map(|p| view! {
-                    <li>{p.label}" · "{p.via}{p.last_sync_ms.map(|m| format!(" · {}", fmt_time(m)))}</li>
+                <ul id="peers">{move || sh.status.get().peers.into_iter().map(|p| {
+                    let via = match p.via.as_str() {
+                        "direct" => tr("sync.via_direct")().to_owned(),
+                        "anchor" => tr("sync.via_anchor")().to_owned(),
+                        "tab" => tr("sync.via_tab")().to_owned(),
+                        other => other.to_owned(),
+                    };
+                    view! {
+                        <li class="peer" data-via=p.via.clone()>
+                            <strong>{p.label}</strong>" · "{via}
+                            {p.last_sync_ms.map(|m| format!(" · {} {}", tr("sync.last_sync")(), fmt_time(m)))}
+                            {(p.unsent > 0).then(|| format!(" · {} {}", p.unsent, tr("sync.unsent")()))}
+                        </li>
+                    }
                 }).collect_view()}</ul>
             }>
                 <p class="muted">{tr("sync.none")}</p>
             </Show>
         </section>
+        <NetworkSettings/>
         <section class="card">
             <button class="primary" id="export-bundle" on:click=export>{tr("sync.export")}</button>
             <label class="file">{tr("sync.import")}

@@ -329,6 +329,25 @@ where
             .collect())
     }
 
+    /// Loads the spaces another engine on the same store (another tab of
+    /// this device) added since this one opened. Returns them.
+    pub async fn load_new_spaces(&mut self, env: &dyn Env) -> Result<Vec<SpaceId>, ErrorInfo> {
+        let stored = self.store.spaces().await.map_err(|e| storage_err(&e))?;
+        let mut new = Vec::new();
+        for space in stored {
+            if self.spaces.contains_key(&space) {
+                continue;
+            }
+            self.load_space(space, env)
+                .await
+                .map_err(|e| storage_err(&e))?;
+            if self.spaces.contains_key(&space) {
+                new.push(space);
+            }
+        }
+        Ok(new)
+    }
+
     /// Keeps a replica of `space` without joining it: its entries are
     /// stored and synced as they arrive from peers (an always-on anchor
     /// peer does this for the spaces it serves). Remembered across restarts.
@@ -417,6 +436,14 @@ where
                 label: p.label.clone(),
                 via: p.via.clone(),
                 last_sync_ms: p.last_sync_ms,
+                unsent: self.spaces.get(&p.space).map_or(0, |slot| {
+                    let theirs = p.session.peer_version_vector();
+                    slot.replica
+                        .version_vector()
+                        .iter()
+                        .map(|(a, n)| n.saturating_sub(theirs.get(a)))
+                        .sum()
+                }),
             })
             .collect();
         s
@@ -513,6 +540,13 @@ where
             }
             RequestBody::ImportBundle { bytes } => self.import(&bytes, env).await,
             RequestBody::Status => Ok(ResponseBody::Status(self.status())),
+            RequestBody::LinkUp { .. }
+            | RequestBody::LinkTopic { .. }
+            | RequestBody::LinkData { .. }
+            | RequestBody::LinkDown { .. } => Err(err(
+                ErrorCode::InvalidInput,
+                "Link messages go to the driver's links, not to requests.",
+            )),
         }
     }
 

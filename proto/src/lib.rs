@@ -105,6 +105,50 @@ pub enum RequestBody {
     },
     /// Reports sync and storage status.
     Status,
+    /// A data channel to a peer opened. Link messages come from the tab
+    /// holding the network role, which owns the WebRTC connections; they
+    /// are not answered.
+    LinkUp {
+        /// Chosen by the tab; unique while the tab lives.
+        link: u32,
+        /// The peer's name.
+        label: String,
+        /// How it is connected ("direct", "anchor").
+        via: String,
+    },
+    /// The peer on `link` was heard on a signaling topic: start the sync
+    /// session of that topic's space on the link (not answered).
+    LinkTopic {
+        /// The link.
+        link: u32,
+        /// The topic (see `civicbase_engine::mesh::topic`).
+        topic: String,
+    },
+    /// A message arrived on a link (not answered).
+    LinkData {
+        /// The link.
+        link: u32,
+        /// The message.
+        bytes: Vec<u8>,
+    },
+    /// A link's channel closed (not answered).
+    LinkDown {
+        /// The link.
+        link: u32,
+    },
+}
+
+impl RequestBody {
+    /// Whether this is a link message, which is not answered.
+    pub fn is_link(&self) -> bool {
+        matches!(
+            self,
+            RequestBody::LinkUp { .. }
+                | RequestBody::LinkTopic { .. }
+                | RequestBody::LinkData { .. }
+                | RequestBody::LinkDown { .. }
+        )
+    }
 }
 
 /// Which view to read.
@@ -180,6 +224,23 @@ pub enum Event {
     /// A problem the user must know about that no request caused (storage
     /// full, a bundle's entries refused on arrival).
     Alert(ErrorInfo),
+    /// The signaling topics of this device's spaces (at start and whenever
+    /// the set of spaces changes).
+    Topics(Vec<String>),
+    /// Messages to send on a link, in order.
+    LinkSend {
+        /// The link.
+        link: u32,
+        /// The messages.
+        messages: Vec<Vec<u8>>,
+    },
+    /// The link broke the protocol: close its connection.
+    LinkClose {
+        /// The link.
+        link: u32,
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// Successful answers.
@@ -316,6 +377,8 @@ pub struct PeerInfo {
     pub via: String,
     /// Last sync, Unix ms.
     pub last_sync_ms: Option<u64>,
+    /// Entries this device has that the peer has not confirmed yet.
+    pub unsent: u64,
 }
 
 /// What an import did.

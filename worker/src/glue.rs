@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use civicbase_core::{Hash, SpaceId};
+use civicbase_engine::mesh::{topic, LinkId, Links};
 use civicbase_engine::{Engine, Env, PipeId, StorageError};
 use civicbase_proto::{decode_request, encode_event, ErrorCode, ErrorInfo, Event, RequestBody};
 use futures_channel::mpsc;
@@ -147,6 +148,9 @@ struct Worker {
     engine: Engine<IdbStore>,
     env: BrowserEnv,
     tabs: Tabs,
+    /// Sessions over the WebRTC data channels the UI thread holds (only
+    /// the tab with the network role has any).
+    links: Links,
     scope: DedicatedWorkerGlobalScope,
 }
 
@@ -172,6 +176,75 @@ impl Worker {
             for frame in self.engine.pipe_output(pipe) {
                 self.tabs.send(KIND_FRAME, tab, &space, &frame);
             }
+        }
+    }
+
+    fn flush_links(&mut self) {
+        let mut batch: Vec<(LinkId, Vec<Vec<u8>>)> = Vec::new();
+        for (link, msg) in self.links.take_output(&mut self.engine) {
+            match batch.last_mut() {
+                Some((l, msgs)) if *l == link => msgs.push(msg),
+                _ => batch.push((link, vec![msg])),
+            }
+        }
+        for (link, messages) in batch {
+            self.post(&Event::LinkSend {
+                link: link.0 as u32,
+                messages,
+            });
+        }
+    }
+
+    /// Tells the UI thread under which signaling topics this device's
+    /// spaces meet.
+    fn post_topics(&self) {
+        let topics = self.engine.space_ids().iter().map(topic).collect();
+        self.post(&Event::Topics(topics));
+    }
+
+    async fn on_link(&mut self, body: RequestBody) {
+        match body {
+            RequestBody::LinkUp { link, label, via } => {
+                self.links.link_up(LinkId(link.into()), label, via);
+            }
+            RequestBody::LinkTopic { link, topic } => {
+                self.links
+                    .open_topic(&mut self.engine, LinkId(link.into()), &topic);
+            }
+            RequestBody::LinkData { link, bytes } => {
+                let id = LinkId(link.into());
+                if let Err(e) = self
+                    .links
+                    .receive(&mut self.engine, id, &bytes, &self.env)
+                    .await
+                {
+                    self.links.link_down(&mut self.engine, id);
+                    self.post(&Event::LinkClose {
+                        link,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            RequestBody::LinkDown { link } => {
+                self.links.link_down(&mut self.engine, LinkId(link.into()));
+            }
+            _ => {}
+        }
+        let status = self.engine.status();
+        self.post(&Event::Status(status));
+    }
+
+    /// Picks up spaces another tab created or joined.
+    async fn load_new_spaces(&mut self) {
+        match self.engine.load_new_spaces(&self.env).await {
+            Ok(new) if !new.is_empty() => {
+                for space in new {
+                    self.post(&Event::Changed { space: space.0 });
+                }
+                self.post_topics();
+            }
+            Ok(_) => {}
+            Err(e) => self.post(&Event::Alert(e)),
         }
     }
 
@@ -218,6 +291,9 @@ impl Worker {
         }
         match kind {
             KIND_ANNOUNCE => {
+                if self.engine.replica(&space).is_none() {
+                    self.load_new_spaces().await;
+                }
                 let new = !self.tabs.pipes.contains_key(&(from, space));
                 if self.pipe_for(from, space).is_some() && new {
                     self.tabs.send(KIND_ANNOUNCE, 0, &space, &[]);
@@ -290,6 +366,10 @@ impl Worker {
                 return;
             }
         };
+        if req.body.is_link() {
+            self.on_link(req.body).await;
+            return;
+        }
         // Reads answer from memory at once: other tabs' entries reach this
         // one over the tab channel, and only a write must first read what
         // they stored (see the module docs).
@@ -317,10 +397,12 @@ impl Worker {
         self.post(&reply);
         if announce {
             self.announce();
+            self.post_topics();
         }
         // Other tabs get what this request changed before the storage
         // estimate (slow on a large database) is read.
         self.flush_pipes();
+        self.flush_links();
         self.flush_events();
         self.refresh_storage().await;
     }
@@ -448,9 +530,11 @@ pub fn start() {
                 channel,
                 pipes: BTreeMap::new(),
             },
+            links: Links::new(),
             scope: post_scope,
         };
         w.announce();
+        w.post_topics();
         w.refresh_storage().await;
         let mut backlog: VecDeque<Input> = VecDeque::new();
         loop {
@@ -471,6 +555,7 @@ pub fn start() {
                 Input::Leader => w.engine.set_platform_status(|s| s.leader = true),
             }
             w.flush_pipes();
+            w.flush_links();
             w.flush_events();
         }
     });
