@@ -1520,7 +1520,7 @@ fn NetworkSettings() -> impl IntoView {
                 {move || if paused() { tr("sync.resume")() } else { tr("sync.pause")() }}
             </button>
             <details>
-                <summary>{tr("sync.save")}</summary>
+                <summary>{tr("sync.settings")}</summary>
                 <form on:submit=save novalidate>
                     <label for="signaling-url">{tr("sync.signaling_url")}</label>
                     <input id="signaling-url" type="url" placeholder="wss://…/signal" prop:value=move || url.get()

@@ -5,6 +5,8 @@ import { readFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join, extname, resolve, dirname } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -57,6 +59,55 @@ export async function startServer(port = 0) {
       down = false;
     },
     close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+/** Path of a binary built by cargo in this workspace's target directory. */
+export function binary(name) {
+  const dir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+  return join(dir, "debug", name);
+}
+
+/**
+ * Starts the real signaling server (which also serves dist/) on a free port
+ * of 127.0.0.1, as a child process; `stop()` sends SIGTERM and waits.
+ */
+export async function startSignaling() {
+  const bin = process.env.CIVICBASE_SIGNALING_BIN ?? binary("civicbase-signaling");
+  const child = spawn(bin, ["--bind", "127.0.0.1:0", "--static-dir", dist], {
+    env: { ...process.env, RUST_LOG: "info" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const url = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`signaling server did not start in 20 s:\n${log}`)), 20_000);
+    child.stderr.on("data", (d) => {
+      log += d;
+      const m = log.match(/app at (http:\/\/127\.0\.0\.1:\d+\/)/);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      fail(e);
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`signaling server exited with ${code}:\n${log}`));
+    });
+  });
+  return {
+    url,
+    process: child,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
+    },
   };
 }
 
