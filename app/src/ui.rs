@@ -345,7 +345,7 @@ fn SpaceList() -> impl IntoView {
             <ul class="spaces">
                 <For each=move || s.spaces.get() key=|sp| (sp.id, sp.name.clone(), sp.entries) let:sp>
                     <li>
-                        <button class="space" on:click=move |_| s.current.set(Some(sp.id))>
+                        <button class="space" data-entries=sp.entries.to_string() on:click=move |_| s.current.set(Some(sp.id))>
                             <strong>{sp.name.clone()}</strong>
                             <span class="muted">{sp.role.map(|r| t(lang(), role_key(r)))}</span>
                         </button>

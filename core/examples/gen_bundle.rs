@@ -77,6 +77,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let bytes = bundle::export(&r, &members[0], &VersionVector::new(), t);
     std::fs::write(&out, &bytes)?;
+    // A link that names the space with a secret no invite matches: a device
+    // opening it waits for the space and replicates it without joining.
+    let fragment = format!(
+        "join1-{}-{}",
+        civicbase_core::id::base32_encode(r.space().as_bytes()),
+        civicbase_core::id::base32_encode(&[0xee; 32])
+    );
+    std::fs::write(format!("{out}.link"), &fragment)?;
     println!(
         "wrote {out}: {} entries, {} bytes; founder backup seed [1; 32]",
         r.len(),

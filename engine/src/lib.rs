@@ -329,6 +329,30 @@ where
             .collect())
     }
 
+    /// Housekeeping for quiet moments (the driver calls it every few
+    /// seconds): writes a snapshot of every space with at least 500 entries
+    /// stored since its last one, so the next start replays a short tail.
+    pub async fn maintain(&mut self) -> Result<(), ErrorInfo> {
+        let due: Vec<SpaceId> = self
+            .spaces
+            .iter()
+            .filter(|(_, slot)| slot.since_snapshot >= SNAPSHOT_EVERY && slot.unsaved.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for space in due {
+            let Some(slot) = self.spaces.get_mut(&space) else {
+                continue;
+            };
+            let snap = slot.replica.snapshot();
+            slot.since_snapshot = 0;
+            self.store
+                .put_snapshot(&space, &snap)
+                .await
+                .map_err(|e| storage_err(&e))?;
+        }
+        Ok(())
+    }
+
     /// Loads the spaces another engine on the same store (another tab of
     /// this device) added since this one opened. Returns them.
     pub async fn load_new_spaces(&mut self, env: &dyn Env) -> Result<Vec<SpaceId>, ErrorInfo> {
@@ -737,7 +761,10 @@ where
                 if len == Some(slot.store_pos + n) {
                     slot.store_pos += n;
                 }
-                if slot.since_snapshot >= SNAPSHOT_EVERY {
+                // While entries stream in (a first sync), snapshot only when
+                // the tail outgrows a quarter of the log: every snapshot
+                // rewrites the whole state. `maintain` catches up when idle.
+                if slot.since_snapshot >= SNAPSHOT_EVERY.max(slot.store_pos / 4) {
                     let snap = slot.replica.snapshot();
                     slot.since_snapshot = 0;
                     if let Err(e) = self.store.put_snapshot(space, &snap).await {

@@ -551,6 +551,9 @@ pub fn start() {
                 Input::Tick => {
                     w.expire_tabs();
                     w.announce();
+                    if let Err(e) = w.engine.maintain().await {
+                        w.post(&Event::Alert(e));
+                    }
                 }
                 Input::Leader => w.engine.set_platform_status(|s| s.leader = true),
             }

@@ -1138,6 +1138,11 @@ fn bench_browser(ctx: &Ctx) -> Result<()> {
     let mut cmd = ctx.command("node");
     cmd.arg(ctx.root.join(E2E_DIR).join("bench.mjs"))
         .env("BENCH_BUNDLE", &bundle);
+    run_cmd(&mut cmd)?;
+    run_cmd(&mut ctx.cargo(&["build", "-p", "civicbase-signaling"]))?;
+    let mut cmd = ctx.command("node");
+    cmd.arg(ctx.root.join(E2E_DIR).join("bench-webrtc.mjs"))
+        .env("BENCH_BUNDLE", &bundle);
     run_cmd(&mut cmd)
 }
 
