@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 /// online. It meets browsers through the signaling server and syncs with
 /// them over WebRTC. Every option can also be set through the environment
 /// variable named in its help. Logs go to standard error; RUST_LOG sets the
-/// filter (default `info`).
+/// filter (default: `info`, with only errors from the WebRTC stack).
 #[derive(Debug, Parser)]
 #[command(name = "civicbase-anchor", version)]
 struct Args {
@@ -92,11 +92,17 @@ enum Cmd {
     Spaces,
 }
 
+/// Log filter without `RUST_LOG`: the anchor's own events, and only errors
+/// from webrtc-rs, which warns about routine things (closing connections).
+const DEFAULT_LOG: &str = "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,\
+    webrtc_sctp=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error,webrtc_util=error,\
+    interceptor=error,turn=error,stun=error";
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -64,6 +64,8 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(15);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Setting up one side of a connection (offer or answer) may take this long.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Announces that answer a peer's go out at most this often per topic.
+const REPLY_EVERY: Duration = Duration::from_secs(1);
 /// Housekeeping: retry unsaved entries, snapshots.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 /// Data channel events queued for the node before the channels wait.
@@ -227,6 +229,7 @@ pub struct Node<S: Store> {
     by_conn: HashMap<u64, String>,
     next_conn: u64,
     last_reply: HashMap<String, Instant>,
+    deferred_replies: BTreeSet<String>,
     commands: mpsc::UnboundedReceiver<Command>,
     ctl_tx: mpsc::UnboundedSender<Ctl>,
     ctl_rx: mpsc::UnboundedReceiver<Ctl>,
@@ -258,6 +261,7 @@ where
             by_conn: HashMap::new(),
             next_conn: 1,
             last_reply: HashMap::new(),
+            deferred_replies: BTreeSet::new(),
             commands: cmd_rx,
             ctl_tx,
             ctl_rx,
@@ -286,9 +290,8 @@ where
             warn!("no spaces to serve yet: start with --join <invite link>");
         }
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
-        let signaling =
-            signaling::spawn(self.signaling_url.clone(), self.topics.clone(), sig_tx);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let signaling = signaling::spawn(self.signaling_url.clone(), self.topics.clone(), sig_tx);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_announce = Instant::now();
         let mut last_maintain = Instant::now();
@@ -308,6 +311,7 @@ where
                         last_announce = Instant::now();
                         self.announce_all(&signaling);
                     }
+                    self.deferred_announces(&signaling);
                     self.drop_stalled();
                     if last_maintain.elapsed() >= MAINTAIN_EVERY {
                         last_maintain = Instant::now();
@@ -351,11 +355,7 @@ where
     /// Sends what the sessions have to say, and logs the engine's alerts.
     fn pump(&mut self) {
         for (link, msg) in self.links.take_output(&mut self.engine) {
-            let Some(peer) = self
-                .by_conn
-                .get(&link.0)
-                .and_then(|id| self.peers.get(id))
-            else {
+            let Some(peer) = self.by_conn.get(&link.0).and_then(|id| self.peers.get(id)) else {
                 continue;
             };
             let _ = peer.outbox.send(Bytes::from(msg));
@@ -407,10 +407,7 @@ where
     async fn on_command(&mut self, cmd: Command, signaling: &SignalingClient) {
         match cmd {
             Command::Request(body, reply) => {
-                let event = self
-                    .engine
-                    .handle(Request { id: 0, body }, &self.env)
-                    .await;
+                let event = self.engine.handle(Request { id: 0, body }, &self.env).await;
                 let _ = reply.send(event);
                 self.refresh_topics(signaling);
             }
@@ -541,15 +538,34 @@ where
             self.start_peer(signaling, t, from, name, role, None).await;
         } else {
             // The other side offers; make sure it has heard of us.
-            let now = Instant::now();
-            let due = self
-                .last_reply
-                .get(t)
-                .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(1));
-            if due {
-                self.last_reply.insert(t.to_owned(), now);
-                self.announce(signaling, t);
-            }
+            self.reply_announce(signaling, t);
+        }
+    }
+
+    /// Announces on `t` so that a peer with a smaller id offers: at once if
+    /// the last reply on `t` was a second ago or more, otherwise a second
+    /// after it (a reply is never dropped, or the peer would wait for the
+    /// next periodic announce).
+    fn reply_announce(&mut self, signaling: &SignalingClient, t: &str) {
+        let now = Instant::now();
+        let due = self
+            .last_reply
+            .get(t)
+            .is_none_or(|last| now.duration_since(*last) >= REPLY_EVERY);
+        if due {
+            self.last_reply.insert(t.to_owned(), now);
+            self.deferred_replies.remove(t);
+            self.announce(signaling, t);
+        } else {
+            self.deferred_replies.insert(t.to_owned());
+        }
+    }
+
+    /// Sends the replies that were held back.
+    fn deferred_announces(&mut self, signaling: &SignalingClient) {
+        let topics: Vec<String> = self.deferred_replies.iter().cloned().collect();
+        for t in topics {
+            self.reply_announce(signaling, &t);
         }
     }
 
@@ -645,11 +661,7 @@ where
         let initiator = offer.is_none();
         debug!(peer = %id, conn, initiator, "connecting");
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let setup = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            self.setup(conn, offer, outbox_rx),
-        )
-        .await;
+        let setup = tokio::time::timeout(SETUP_TIMEOUT, self.setup(conn, offer, outbox_rx)).await;
         let (pc, sdp) = match setup {
             Ok(Ok(x)) => x,
             Ok(Err((pc, error))) => {

@@ -149,9 +149,16 @@ pub enum Signal {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum ClientFrame<'a> {
-    Subscribe { topics: &'a [String] },
-    Unsubscribe { topics: &'a [String] },
-    Publish { topic: &'a str, data: &'a PeerMessage },
+    Subscribe {
+        topics: &'a [String],
+    },
+    Unsubscribe {
+        topics: &'a [String],
+    },
+    Publish {
+        topic: &'a str,
+        data: &'a PeerMessage,
+    },
 }
 
 /// A frame from the server; only publishes matter to a peer.
@@ -324,7 +331,10 @@ async fn run(
         }
         let delay = backoff.mul_f64(jitter());
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        info!(delay_ms = delay.as_millis() as u64, "reconnecting to the signaling server later");
+        info!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting to the signaling server later"
+        );
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
         loop {
@@ -342,9 +352,8 @@ async fn run(
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn text(frame: &ClientFrame<'_>) -> Option<Message> {
     serde_json::to_string(frame).ok().map(Message::text)
@@ -486,7 +495,13 @@ mod tests {
             "signal":{"type":"offer","sdp":"v=0\r\n"},"extra":1}}"#;
         let (topic, msg) = decode_frame(offer).expect("offer");
         assert_eq!(topic, "civicbase1-ab");
-        assert!(matches!(msg, PeerMessage::Signal { signal: Signal::Offer { .. }, .. }));
+        assert!(matches!(
+            msg,
+            PeerMessage::Signal {
+                signal: Signal::Offer { .. },
+                ..
+            }
+        ));
         let cand = r#"{"type":"publish","topic":"t","data":{"type":"signal","from":"ff","to":"00",
             "signal":{"type":"candidate","candidate":"candidate:x","sdpMid":null,"sdpMLineIndex":0}}}"#;
         assert!(decode_frame(cand).is_some());

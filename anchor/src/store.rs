@@ -308,7 +308,11 @@ impl RedbStore {
         };
         let txn = store.read_txn("open")?;
         match txn.open_table(SCHEMA) {
-            Ok(t) => check_schema(t.get(SCHEMA_KEY).map_err(|e| fail("open", e))?.map(|v| v.value()))?,
+            Ok(t) => check_schema(
+                t.get(SCHEMA_KEY)
+                    .map_err(|e| fail("open", e))?
+                    .map(|v| v.value()),
+            )?,
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(fail("open", e)),
         }
@@ -531,7 +535,11 @@ impl Meta {
 
     fn decode(bytes: &[u8]) -> Result<Meta, RedbStoreError> {
         let undecodable = |e| {
-            RedbStoreError::undecodable("meta", "the log length and version vector do not decode", e)
+            RedbStoreError::undecodable(
+                "meta",
+                "the log length and version vector do not decode",
+                e,
+            )
         };
         let mut r = Reader::new(bytes);
         let len = r.varint().map_err(undecodable)?;
@@ -560,12 +568,19 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, RedbStoreError> {
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<Entry, RedbStoreError> {
-    Entry::decode(bytes).map_err(|e| RedbStoreError::undecodable("log", "the entry does not decode", e))
+    Entry::decode(bytes)
+        .map_err(|e| RedbStoreError::undecodable("log", "the entry does not decode", e))
 }
 
-fn read_meta(txn: &ReadTransaction, space: &SpaceId, op: &'static str) -> Result<Meta, RedbStoreError> {
+fn read_meta(
+    txn: &ReadTransaction,
+    space: &SpaceId,
+    op: &'static str,
+) -> Result<Meta, RedbStoreError> {
     let table = txn.open_table(META).map_err(|e| fail(op, e))?;
-    let row = table.get(space.as_bytes().as_slice()).map_err(|e| fail(op, e))?;
+    let row = table
+        .get(space.as_bytes().as_slice())
+        .map_err(|e| fail(op, e))?;
     row.map_or(Ok(Meta::default()), |v| Meta::decode(v.value()))
 }
 
@@ -622,8 +637,11 @@ impl Store for RedbStore {
                     continue;
                 }
                 let position = meta.len;
-                log.insert(log_key(space, position).as_slice(), entry.encode().as_slice())
-                    .map_err(|e| fail(OP, e))?;
+                log.insert(
+                    log_key(space, position).as_slice(),
+                    entry.encode().as_slice(),
+                )
+                .map_err(|e| fail(OP, e))?;
                 by_id
                     .insert(pair_key(space, &id).as_slice(), position)
                     .map_err(|e| fail(OP, e))?;
@@ -691,12 +709,19 @@ impl Store for RedbStore {
         Ok(read_meta(&self.read_txn("version_vector")?, space, "version_vector")?.vv)
     }
 
-    async fn put_snapshot(&self, space: &SpaceId, snapshot: &Snapshot) -> Result<(), RedbStoreError> {
+    async fn put_snapshot(
+        &self,
+        space: &SpaceId,
+        snapshot: &Snapshot,
+    ) -> Result<(), RedbStoreError> {
         const OP: &str = "put_snapshot";
         self.write(OP, |txn| {
             let mut t = txn.open_table(SNAPSHOTS).map_err(|e| fail(OP, e))?;
-            t.insert(space.as_bytes().as_slice(), encode_snapshot(snapshot).as_slice())
-                .map_err(|e| fail(OP, e))?;
+            t.insert(
+                space.as_bytes().as_slice(),
+                encode_snapshot(snapshot).as_slice(),
+            )
+            .map_err(|e| fail(OP, e))?;
             Ok(())
         })
     }
@@ -705,7 +730,9 @@ impl Store for RedbStore {
         const OP: &str = "snapshot";
         let txn = self.read_txn(OP)?;
         let t = txn.open_table(SNAPSHOTS).map_err(|e| fail(OP, e))?;
-        let row = t.get(space.as_bytes().as_slice()).map_err(|e| fail(OP, e))?;
+        let row = t
+            .get(space.as_bytes().as_slice())
+            .map_err(|e| fail(OP, e))?;
         row.map(|v| decode_snapshot(v.value())).transpose()
     }
 

@@ -87,7 +87,9 @@ fn reopening_after_appends_loses_and_duplicates_nothing() {
     );
     for e in &entries {
         assert_eq!(
-            block_on(store.entry(&space, &e.id())).expect("get").as_ref(),
+            block_on(store.entry(&space, &e.id()))
+                .expect("get")
+                .as_ref(),
             Some(e)
         );
     }
@@ -146,7 +148,10 @@ fn a_file_that_is_not_a_database_gives_a_clear_error() {
     let dir = TempDir::new();
     std::fs::write(dir.db(), b"this is not a database, it is a text file").expect("write");
     let err = RedbStore::open(dir.db()).expect_err("not a database");
-    assert!(err.to_string().contains("cannot open the database"), "{err}");
+    assert!(
+        err.to_string().contains("cannot open the database"),
+        "{err}"
+    );
     // The file was not touched.
     assert_eq!(
         std::fs::read(dir.db()).expect("read"),

@@ -1,0 +1,252 @@
+//! Native peers syncing over real webrtc-rs data channels on 127.0.0.1,
+//! introduced by a real signaling server.
+
+mod common;
+
+use civicbase_anchor::store::RedbStore;
+use common::*;
+
+/// Alice creates a space; the anchor replicates it from the invite; Alice
+/// goes away and the signaling server restarts; Bob, who never met Alice,
+/// joins through the anchor alone and posts; Alice comes back and gets
+/// Bob's entries from the anchor. Every step compares version vectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_keeps_a_space_for_peers_that_come_later() {
+    logs();
+    let dir = TempDir::new("keeps");
+    let signaling = Signaling::start();
+    let url = signaling.url();
+
+    // Alice offers to the anchor (her id is smaller), the anchor offers to
+    // Bob: both sides of connection setup are exercised.
+    let alice_db = dir.path("alice.redb");
+    let open_alice = {
+        let p = alice_db.clone();
+        move || RedbStore::open(p).expect("alice's store")
+    };
+    let alice = TestNode::spawn(
+        open_alice.clone(),
+        config(&url, "Alice", Some("1000000000000000")),
+    );
+    identity(&alice.handle, "Alice").await;
+    let space = create_space(&alice.handle, "Town hall").await;
+    let for_anchor = invite(&alice.handle, space, 0).await;
+    let for_bob = invite(&alice.handle, space, 1).await;
+    for i in 0..30 {
+        post(&alice.handle, space, &format!("notice {i}"), "text").await;
+    }
+
+    let anchor_db = dir.path("anchor.redb");
+    let open_anchor = {
+        let p = anchor_db.clone();
+        move || RedbStore::open(p).expect("anchor's store")
+    };
+    let anchor = TestNode::spawn(
+        open_anchor.clone(),
+        config(&url, "Anchor", Some("8000000000000000")),
+    );
+    let from_invite = civicbase_anchor::invite_space(&for_anchor).expect("invite");
+    assert_eq!(anchor.handle.replicate(from_invite).await, Some(Ok(true)));
+    wait_for("the anchor to replicate the space", 30, || {
+        same(&alice.handle, &anchor.handle, space)
+    })
+    .await;
+
+    // Live: what Alice does now reaches the anchor over the open link.
+    for i in 0..5 {
+        post(&alice.handle, space, &format!("live {i}"), "text").await;
+    }
+    wait_for("live entries to reach the anchor", 20, || {
+        same(&alice.handle, &anchor.handle, space)
+    })
+    .await;
+    let alice_vv = vv(&alice.handle, space).await.expect("vv");
+    alice.stop();
+
+    // The signaling server goes away and comes back on the same port: the
+    // anchor reconnects and subscribes again.
+    let port = signaling.port;
+    signaling.stop();
+    let signaling = Signaling::start_on(port);
+    let bob = TestNode::spawn(
+        civicbase_core::store::MemoryStore::new,
+        config(&url, "Bob", Some("f000000000000000")),
+    );
+    let bob_id = identity(&bob.handle, "Bob").await;
+    join(&bob.handle, &for_bob).await;
+    wait_for("Bob to join through the anchor", 60, || async {
+        let (Some(b), Some(a)) = (
+            vv(&bob.handle, space).await,
+            vv(&anchor.handle, space).await,
+        ) else {
+            return false;
+        };
+        b.get(&bob_id) >= 1 && a == b
+    })
+    .await;
+    assert!(vv(&bob.handle, space)
+        .await
+        .expect("vv")
+        .dominates(&alice_vv));
+    for i in 0..3 {
+        post(&bob.handle, space, &format!("from Bob {i}"), "text").await;
+    }
+    wait_for("Bob's notices to reach the anchor", 20, || {
+        same(&bob.handle, &anchor.handle, space)
+    })
+    .await;
+
+    // The anchor restarts on its database, Bob leaves, Alice comes back:
+    // she gets Bob's entries from the anchor alone.
+    anchor.stop();
+    bob.stop();
+    let anchor = TestNode::spawn(open_anchor, config(&url, "Anchor", None));
+    let alice = TestNode::spawn(open_alice, config(&url, "Alice", None));
+    wait_for(
+        "Alice to catch up from the restarted anchor",
+        30,
+        || async {
+            same(&alice.handle, &anchor.handle, space).await
+                && vv(&alice.handle, space)
+                    .await
+                    .is_some_and(|v| v.get(&bob_id) == 4)
+        },
+    )
+    .await;
+    drop(signaling);
+}
+
+/// The anchor binary is killed (SIGKILL) while a large space streams in,
+/// restarted on the same data directory, completes the sync, and is stopped
+/// with SIGTERM: its database then holds every entry exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_killed_during_sync_resumes_and_loses_nothing() {
+    logs();
+    let dir = TempDir::new("killed");
+    let signaling = Signaling::start();
+    let url = signaling.url();
+    let alice = TestNode::spawn(
+        civicbase_core::store::MemoryStore::new,
+        config(&url, "Alice", None),
+    );
+    identity(&alice.handle, "Alice").await;
+    let space = create_space(&alice.handle, "Big").await;
+    let link = format!(
+        "http://127.0.0.1:{}/#{}",
+        signaling.port,
+        invite(&alice.handle, space, 0).await
+    );
+    // About 6 MB in 2,000 entries: long enough to stop it half-way.
+    let body = "x".repeat(3_000);
+    for i in 0..2_000 {
+        post(&alice.handle, space, &format!("notice {i}"), &body).await;
+    }
+    let expected = vv(&alice.handle, space).await.expect("vv");
+    let total = expected.total();
+    let t0 = std::time::Instant::now();
+
+    let data_dir = dir.path("anchor");
+    let db = data_dir.join(civicbase_anchor::DB_FILE);
+    let spawn = |with_join: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_civicbase-anchor"));
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--signaling")
+            .arg(&url)
+            .arg("--loopback-only")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHILD_LOG").unwrap_or_else(|_| "civicbase_anchor=warn".into()),
+            )
+            .stdout(std::process::Stdio::null());
+        if with_join {
+            cmd.arg("--join").arg(&link);
+        }
+        ChildGuard(cmd.spawn().expect("start the anchor"))
+    };
+    let held = |db: std::path::PathBuf| async move {
+        let store = RedbStore::open_read_only(&db).ok()?;
+        civicbase_core::store::Store::log_len(&store, &space)
+            .await
+            .ok()
+    };
+
+    let mut first = spawn(true);
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    wait_for("the first entries to be stored", 60, || {
+        let (db, seen) = (db.clone(), seen.clone());
+        async move {
+            let n = held(db).await.unwrap_or(0);
+            seen.store(n, std::sync::atomic::Ordering::SeqCst);
+            n > 0
+        }
+    })
+    .await;
+    first.0.kill().expect("kill");
+    first.0.wait().expect("wait");
+    drop(first);
+    let before = seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        before < total,
+        "the anchor must be stopped half-way ({before} of {total} stored)"
+    );
+    eprintln!(
+        "killed the anchor with {before} of {total} entries stored after {:?}",
+        t0.elapsed()
+    );
+
+    // No --join this time: the space is remembered.
+    let mut second = spawn(false);
+    wait_for("the restarted anchor to complete the sync", 120, || {
+        let db = db.clone();
+        async move { held(db).await == Some(total) }
+    })
+    .await;
+    eprintln!("the restarted anchor completed after {:?}", t0.elapsed());
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(second.0.id().to_string())
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = second.0.wait().expect("wait");
+    assert!(
+        exit.success(),
+        "the anchor exits cleanly on SIGTERM: {exit:?}"
+    );
+    drop(second);
+
+    let store = RedbStore::open(&db).expect("open after exit");
+    let entries = civicbase_core::store::Store::entries_from(&store, &space, 0)
+        .await
+        .expect("read");
+    assert_eq!(entries.len() as u64, total, "every entry, once");
+    let ids: std::collections::HashSet<_> = entries.iter().map(|e| e.id()).collect();
+    assert_eq!(ids.len(), entries.len(), "no duplicates");
+    assert_eq!(
+        civicbase_core::store::Store::version_vector(&store, &space)
+            .await
+            .expect("vv"),
+        expected
+    );
+    let (replica, report) = civicbase_core::store::load_replica(
+        &store,
+        &space,
+        civicbase_engine::Env::now_ms(&civicbase_anchor::node::SystemEnv),
+        Default::default(),
+    )
+    .await
+    .expect("load");
+    assert_eq!(report.refused, 0, "the stored log is valid");
+    assert_eq!(replica.version_vector(), expected);
+}
+
+/// Kills the child if a test fails before it does.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
