@@ -262,6 +262,24 @@ fn Onboarding() -> impl IntoView {
             }
         });
     };
+    // A backup file fills the text field; restoring stays one deliberate click.
+    let load_backup = move |ev: leptos::ev::Event| {
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|f| f.get(0)) else {
+            return;
+        };
+        spawn_local(async move {
+            match wasm_bindgen_futures::JsFuture::from(file.text()).await {
+                Ok(text) => backup.set(text.as_string().unwrap_or_default().trim().to_owned()),
+                Err(_) => alert(shared(), t(lang(), "onboard.backup_unreadable").into()),
+            }
+        });
+    };
     let restore = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let b = backup.get_untracked();
@@ -295,6 +313,9 @@ fn Onboarding() -> impl IntoView {
                     <label for="backup">{tr("onboard.backup")}</label>
                     <textarea id="backup" rows="3" prop:value=move || backup.get()
                         on:input=move |ev| backup.set(event_target_value(&ev))></textarea>
+                    <label class="file">{tr("onboard.backup_file")}
+                        <input type="file" id="backup-file" accept=".txt,text/plain" on:change=load_backup/>
+                    </label>
                     <button type="submit">{tr("onboard.restore_btn")}</button>
                 </form>
             </details>
@@ -834,6 +855,26 @@ fn Decisions(space: SpaceId) -> impl IntoView {
         Some(ViewData::Decisions(p)) => (p.items, p.total),
         _ => (Vec::new(), 0),
     };
+    // A proposal closes at its deadline: read the view again then, so the
+    // result shows without a reload.
+    Effect::new(move |_| {
+        let now = js_sys::Date::now();
+        let next = items()
+            .0
+            .iter()
+            .filter(|p| p.status == 0 && p.deadline_ms as f64 > now)
+            .map(|p| p.deadline_ms as f64)
+            .fold(f64::INFINITY, f64::min);
+        if next.is_finite() {
+            // Browsers run at most ~24.8 days ahead; a later deadline is
+            // looked at again when the view is next read.
+            let wait = (next - now + 250.0).min(2_000_000_000.0);
+            set_timeout(
+                move || shared().version.update(|v| *v += 1),
+                std::time::Duration::from_millis(wait as u64),
+            );
+        }
+    });
     view! {
         <section class="card">
             <h2>{tr("decisions.new")}</h2>
@@ -1601,6 +1642,10 @@ fn SyncPanel(space: SpaceId) -> impl IntoView {
             <Show when=move || backup.get().is_some()>
                 <p class="muted">{tr("sync.backup_note")}</p>
                 <textarea readonly rows="2" class="mono">{move || backup.get().unwrap_or_default()}</textarea>
+                <button id="save-backup" on:click=move |_| {
+                    let text = backup.get_untracked().unwrap_or_default();
+                    download("civicbase-identity-backup.txt", text.as_bytes());
+                }>{tr("sync.backup_file")}</button>
             </Show>
         </section>
         <section class="card">

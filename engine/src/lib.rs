@@ -1002,7 +1002,12 @@ where
             if was_empty {
                 // The first entries of a space: start the other pipes too.
                 let slot = &self.spaces[&space];
-                for other in self.pipes.values_mut().filter(|o| o.space == space) {
+                // (Not the pipe they came on: its peer knows what it sent.)
+                for (_, other) in self
+                    .pipes
+                    .iter_mut()
+                    .filter(|(id, o)| **id != pipe && o.space == space)
+                {
                     other.session.start(&slot.replica);
                 }
             }

@@ -62,8 +62,13 @@ pub enum LinkError {
     #[error("malformed link message: {0}")]
     Malformed(&'static str),
     /// A frame grew past the largest sync frame.
-    #[error("a sync frame on the link is larger than {MAX_FRAME} bytes")]
-    TooLarge,
+    #[error("a sync frame on the link is larger than {MAX_FRAME} bytes ({buffered} buffered, {piece} more)")]
+    TooLarge {
+        /// Bytes of the frame received so far.
+        buffered: usize,
+        /// Bytes of the piece that would exceed the limit.
+        piece: usize,
+    },
     /// The sync session failed.
     #[error("sync failed: {0}")]
     Sync(#[from] SyncError),
@@ -217,7 +222,10 @@ impl Links {
         let buffered = state.partial.get(&space).map_or(0, Vec::len);
         if buffered + piece.len() > MAX_FRAME {
             state.partial.remove(&space);
-            return Err(LinkError::TooLarge);
+            return Err(LinkError::TooLarge {
+                buffered,
+                piece: piece.len(),
+            });
         }
         if kind == KIND_MORE {
             state
@@ -335,9 +343,9 @@ mod tests {
         let (mut a, space) = engine_with_space(&env);
         let mut links = Links::new();
         links.link_up(LinkId(1), "peer".into(), "test".into());
-        let frame = vec![0xabu8; LINK_PIECE * 2 + 5];
+        let frame = vec![0xabu8; MAX_FRAME - 75];
         let msgs = encode_frame(&space, &frame);
-        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs.len(), 4);
         assert!(msgs.iter().all(|m| m.len() <= LINK_HEADER + LINK_PIECE));
         // The joined frame reaches the sync session, which refuses it as
         // malformed: proof that it was reassembled and handed on.
@@ -368,7 +376,7 @@ mod tests {
                 break;
             }
         }
-        assert!(matches!(r, Err(LinkError::TooLarge)), "{r:?}");
+        assert!(matches!(r, Err(LinkError::TooLarge { .. })), "{r:?}");
         let unknown =
             block_on(links.receive(&mut a, LinkId(9), &message(KIND_LAST, &space, b""), &env));
         assert!(matches!(unknown, Err(LinkError::UnknownLink)));
@@ -378,6 +386,43 @@ mod tests {
             block_on(links.receive(&mut a, LinkId(1), &other, &env)),
             Ok(0)
         ));
+    }
+
+    #[test]
+    fn a_large_space_syncs_over_links() {
+        let env = FixedEnv::new(1_700_000_000_000, 1);
+        let (mut a, space) = engine_with_space(&env);
+        for i in 0..3_000u32 {
+            let op = civicbase_core::op::Op::PostNotice {
+                title: format!("Notice {i}"),
+                body: "x".repeat(200 + (i as usize * 7) % 300),
+            };
+            let payload = civicbase_core::op::encode_payload(&[op]);
+            let body = RequestBody::Act {
+                space: space.0,
+                payload,
+            };
+            block_on(a.handle(Request { id: 9, body }, &env));
+        }
+        let env_b = FixedEnv::new(1_700_000_000_000, 2);
+        let mut b = block_on(Engine::open(MemoryStore::new(), &env_b)).expect("open");
+        assert_eq!(block_on(b.replicate(space)), Ok(true));
+        let (mut la, mut lb) = (Links::new(), Links::new());
+        la.link_up(LinkId(1), "b".into(), "test".into());
+        lb.link_up(LinkId(1), "a".into(), "test".into());
+        assert!(la.open(&mut a, LinkId(1), space));
+        assert!(lb.open(&mut b, LinkId(1), space));
+        for _ in 0..20 {
+            for (_, m) in la.take_output(&mut a) {
+                assert!(m.len() <= LINK_HEADER + LINK_PIECE);
+                block_on(lb.receive(&mut b, LinkId(1), &m, &env_b)).expect("b receives");
+            }
+            for (_, m) in lb.take_output(&mut b) {
+                block_on(la.receive(&mut a, LinkId(1), &m, &env)).expect("a receives");
+            }
+        }
+        let (ra, rb) = (a.replica(&space).expect("a"), b.replica(&space).expect("b"));
+        assert_eq!(rb.len(), ra.len());
     }
 
     #[test]

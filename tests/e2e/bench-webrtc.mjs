@@ -118,6 +118,7 @@ try {
     lat.push((await b.evaluate((t) => window.__seen[t], title)) - sent);
   }
 
+  console.error("latency measured");
   // Initial sync: Alice has a 10,000-record space; Bob opens a link to it and
   // receives all of it from Alice's device (verify, apply, store).
   const bundle = await readFile(bundlePath);
@@ -129,6 +130,7 @@ try {
   await a.setInputFiles("#import-bundle", file);
   await a.waitForSelector("#import-summary", { timeout: 600_000 });
   const entries = Number(/\+(\d+)/.exec(await a.textContent("#import-summary"))?.[1] ?? 0);
+  console.error(`imported ${entries} entries on Alice's device`);
   await b.click('a:has-text("All spaces"), button:has-text("All spaces")');
   await b.waitForSelector("#invite-link");
   await b.fill("#invite-link", `${sig.url}#${link}`);
@@ -137,6 +139,7 @@ try {
   await b.waitForSelector(`button.space[data-entries="${entries}"]`, { timeout: 600_000 });
   const syncMs = Date.now() - t0;
 
+  console.error(`initial sync took ${syncMs} ms`);
   // Baseline: a raw data channel between the same two browsers, sending the
   // same bytes in the same size of messages, with the same flow control.
   await rawChannel(a, b);
