@@ -2,7 +2,7 @@
 // 127.0.0.1, headless Chromium profiles, and screenshots kept as artefacts.
 import { createServer } from "node:http";
 import { readFile, mkdir, mkdtemp, rm } from "node:fs/promises";
-import { join, extname, resolve, dirname } from "node:path";
+import { join, join as join_, extname, resolve, dirname } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { spawn } from "node:child_process";
@@ -106,6 +106,40 @@ export async function startSignaling() {
       if (child.exitCode === null) {
         child.kill("SIGTERM");
         await once(child, "exit");
+      }
+    },
+  };
+}
+
+/**
+ * Starts the always-on anchor peer as a child process, connected to the
+ * signaling server at `signalingUrl` (the app's http URL), with its own data
+ * directory. `spaces()` runs `civicbase-anchor spaces` on that directory.
+ */
+export async function startAnchor(signalingUrl, { dataDir, join = [] } = {}) {
+  const bin = process.env.CIVICBASE_ANCHOR_BIN ?? binary("civicbase-anchor");
+  const dir = dataDir ?? (await mkdtemp(join_(tmpdir(), "civicbase-anchor-")));
+  const ws = signalingUrl.replace(/^http/, "ws") + "signal";
+  const args = ["--data-dir", dir, "--signaling", ws, "--name", "Town hall anchor"];
+  for (const link of join) args.push("--join", link);
+  const child = spawn(bin, args, { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (d) => (log += d));
+  const exited = once(child, "exit");
+  return {
+    dir,
+    log: () => log,
+    async spaces() {
+      const out = spawn(bin, ["--data-dir", dir, "spaces"], { stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      out.stdout.on("data", (d) => (text += d));
+      await once(out, "exit");
+      return text;
+    },
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
       }
     },
   };

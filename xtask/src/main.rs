@@ -385,8 +385,14 @@ fn test_e2e(ctx: &Ctx) -> Result<()> {
     if !ctx.has_file("dist/index.html") {
         build_app(ctx)?;
     }
-    // The device-to-device journeys run the real signaling server.
-    run_cmd(ctx.command("cargo").args(["build", "-p", "civicbase-signaling"]))?;
+    // The device-to-device journeys run the real signaling server and anchor.
+    run_cmd(ctx.command("cargo").args([
+        "build",
+        "-p",
+        "civicbase-signaling",
+        "-p",
+        "civicbase-anchor",
+    ]))?;
     let mut cmd = ctx.command("node");
     cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
         .current_dir(ctx.root.join(E2E_DIR));
