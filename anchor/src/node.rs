@@ -90,7 +90,6 @@ impl Env for SystemEnv {
         let mut seed = [0u8; 32];
         // Without a working random source no key can be made safely; this
         // is a broken host, not bad input.
-        #[allow(clippy::expect_used)]
         getrandom::fill(&mut seed).expect("the operating system's random source failed");
         seed
     }

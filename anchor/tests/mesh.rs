@@ -250,3 +250,225 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A peer that sends the anchor a message that is not a link message loses
+/// its connection; the anchor's other links carry on syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_link_message_closes_only_that_link() {
+    logs();
+    let signaling = Signaling::start();
+    let url = signaling.url();
+    let alice = TestNode::spawn(
+        civicbase_core::store::MemoryStore::new,
+        config(&url, "Alice", Some("2000000000000000")),
+    );
+    identity(&alice.handle, "Alice").await;
+    let space = create_space(&alice.handle, "Town").await;
+    for i in 0..5 {
+        post(&alice.handle, space, &format!("notice {i}"), "text").await;
+    }
+    let anchor = TestNode::spawn(
+        civicbase_core::store::MemoryStore::new,
+        config(&url, "Anchor", Some("8000000000000000")),
+    );
+    anchor.handle.replicate(space).await;
+    wait_for("the anchor to replicate", 30, || {
+        same(&alice.handle, &anchor.handle, space)
+    })
+    .await;
+
+    let topic = civicbase_engine::mesh::topic(&space);
+    let raw = raw::RawPeer::connect(&url, &topic, "0000000000000000", "8000000000000000").await;
+    let links = |n: usize| {
+        let h = anchor.handle.clone();
+        move || {
+            let h = h.clone();
+            async move { h.status().await.is_some_and(|s| s.links == n) }
+        }
+    };
+    wait_for("the raw peer's link to come up", 20, links(2)).await;
+    raw.send(vec![9, 9, 9]).await;
+    raw.wait_closed(20).await;
+    wait_for("the anchor to drop only that link", 20, links(1)).await;
+
+    post(&alice.handle, space, "after the bad peer", "still syncing").await;
+    wait_for("Alice's link to carry on", 20, || {
+        same(&alice.handle, &anchor.handle, space)
+    })
+    .await;
+}
+
+/// A bare WebRTC peer speaking the signaling protocol by hand, to send what
+/// a well-behaved node never would.
+mod raw {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use civicbase_anchor::rtc::{self, RtcConfig};
+    use civicbase_anchor::signaling::{decode_frame, PeerMessage, Signal};
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use serde_json::json;
+    use tokio::sync::{mpsc, oneshot, Notify};
+    use tokio_tungstenite::tungstenite::Message;
+    use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+    use webrtc::data_channel::RTCDataChannel;
+    use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+    use webrtc::peer_connection::RTCPeerConnection;
+
+    pub struct RawPeer {
+        pc: Arc<RTCPeerConnection>,
+        dc: Arc<RTCDataChannel>,
+        closed: Arc<Notify>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn publish(topic: &str, data: serde_json::Value) -> Message {
+        Message::text(json!({"type": "publish", "topic": topic, "data": data}).to_string())
+    }
+
+    impl RawPeer {
+        /// Connects to `target` as `me` (which must be the smaller id, so
+        /// that this side offers) and returns once the channel is open.
+        pub async fn connect(url: &str, topic: &str, me: &str, target: &str) -> RawPeer {
+            let (ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("signaling");
+            let (mut sink, mut stream) = ws.split();
+            let subscribe = json!({"type": "subscribe", "topics": [topic]}).to_string();
+            sink.send(Message::text(subscribe))
+                .await
+                .expect("subscribe");
+            let announce =
+                json!({"type": "announce", "from": me, "name": "Raw", "role": "browser"});
+            sink.send(publish(topic, announce)).await.expect("announce");
+
+            let api = rtc::api(&RtcConfig {
+                ice_servers: Vec::new(),
+                loopback_only: true,
+            });
+            let pc = Arc::new(
+                api.new_peer_connection(Default::default())
+                    .await
+                    .expect("peer connection"),
+            );
+            let init = RTCDataChannelInit {
+                ordered: Some(true),
+                ..Default::default()
+            };
+            let dc = pc
+                .create_data_channel(rtc::CHANNEL_LABEL, Some(init))
+                .await
+                .expect("channel");
+            let (open_tx, open_rx) = oneshot::channel();
+            dc.on_open(Box::new(move || {
+                let _ = open_tx.send(());
+                Box::pin(async {})
+            }));
+            let closed = Arc::new(Notify::new());
+            let on_close = Arc::clone(&closed);
+            dc.on_close(Box::new(move || {
+                on_close.notify_one();
+                Box::pin(async {})
+            }));
+            let (cand_tx, mut cand_rx) = mpsc::unbounded_channel::<RTCIceCandidateInit>();
+            pc.on_ice_candidate(Box::new(move |c| {
+                if let Some(init) = c.and_then(|c| c.to_json().ok()) {
+                    let _ = cand_tx.send(init);
+                }
+                Box::pin(async {})
+            }));
+
+            // The target answers our announce with its own.
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while let Some(Ok(Message::Text(t))) = stream.next().await {
+                    if let Some((_, PeerMessage::Announce { from, .. })) = decode_frame(t.as_str())
+                    {
+                        if from == target {
+                            return;
+                        }
+                    }
+                }
+                panic!("signaling closed");
+            })
+            .await
+            .expect("the target's announce");
+
+            let offer = pc.create_offer(None).await.expect("offer");
+            pc.set_local_description(offer.clone())
+                .await
+                .expect("local description");
+            let signal = |s: serde_json::Value| json!({"type": "signal", "from": me, "to": target, "name": "Raw", "role": "browser", "signal": s});
+            sink.send(publish(
+                topic,
+                signal(json!({"type": "offer", "sdp": offer.sdp})),
+            ))
+            .await
+            .expect("offer");
+
+            let (topic, me, target) = (topic.to_owned(), me.to_owned(), target.to_owned());
+            let pc2 = Arc::clone(&pc);
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(c) = cand_rx.recv() => {
+                            let s = json!({"type": "candidate", "candidate": c.candidate, "sdpMid": "0", "sdpMLineIndex": 0});
+                            let data = json!({"type": "signal", "from": me, "to": target, "signal": s});
+                            let _ = sink.send(publish(&topic, data)).await;
+                        }
+                        frame = stream.next() => {
+                            let Some(Ok(Message::Text(t))) = frame else { return };
+                            let Some((_, PeerMessage::Signal { from, to, signal, .. })) = decode_frame(t.as_str()) else { continue };
+                            if from != target || to != me {
+                                continue;
+                            }
+                            match signal {
+                                Signal::Answer { sdp } => {
+                                    let desc = RTCSessionDescription::answer(sdp).expect("answer");
+                                    pc2.set_remote_description(desc).await.expect("remote description");
+                                }
+                                Signal::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                                    let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, username_fragment: None };
+                                    let _ = pc2.add_ice_candidate(init).await;
+                                }
+                                Signal::Offer { .. } => {}
+                            }
+                        }
+                    }
+                }
+            });
+            tokio::time::timeout(Duration::from_secs(20), open_rx)
+                .await
+                .expect("the channel opens in time")
+                .expect("open");
+            RawPeer {
+                pc,
+                dc,
+                closed,
+                task,
+            }
+        }
+
+        pub async fn send(&self, bytes: Vec<u8>) {
+            self.dc.send(&Bytes::from(bytes)).await.expect("send");
+        }
+
+        /// Waits for the other side to close the channel.
+        pub async fn wait_closed(&self, secs: u64) {
+            tokio::time::timeout(Duration::from_secs(secs), self.closed.notified())
+                .await
+                .expect("the anchor closes the connection");
+        }
+    }
+
+    impl Drop for RawPeer {
+        fn drop(&mut self) {
+            self.task.abort();
+            let pc = Arc::clone(&self.pc);
+            tokio::spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
