@@ -619,12 +619,27 @@ fn on_announce(topic: &str, from: &str, data: &JsValue) {
         if m.me.as_str() < from {
             return true;
         }
-        // The other peer starts; make sure it has heard of this one.
+        // The other peer starts; make sure it has heard of this one: at
+        // most one reply a second per topic, deferred rather than dropped
+        // (a peer that reloads announces again at once).
         let now = js_sys::Date::now();
-        let last = m.last_reply.get(topic).copied().unwrap_or(0.0);
+        let last = m.last_reply.get(topic).copied().unwrap_or(f64::MIN);
         if now - last > 1_000.0 {
             m.last_reply.insert(topic.to_owned(), now);
             m.announce(topic);
+        } else if last <= now {
+            let at = last + 1_000.0;
+            m.last_reply.insert(topic.to_owned(), at);
+            let topic = topic.to_owned();
+            let later = Closure::once_into_js(move || {
+                with_mesh(|m| m.announce(&topic));
+            });
+            if let Some(w) = web_sys::window() {
+                let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+                    later.unchecked_ref(),
+                    (at - now) as i32,
+                );
+            }
         }
         false
     })

@@ -677,9 +677,37 @@ fn Members(space: SpaceId) -> impl IntoView {
             <Show when=move || link.get().is_some()>
                 <p>{tr("members.link")}</p>
                 <input readonly id="invite-output" class="mono" prop:value=move || link.get().unwrap_or_default()/>
+                <figure class="qr">
+                    <div id="invite-qr" role="img" aria-label=tr("members.qr")
+                        inner_html=move || link.get().and_then(|l| qr_svg(&l)).unwrap_or_default()></div>
+                    <figcaption class="muted">{tr("members.qr")}</figcaption>
+                </figure>
             </Show>
         </section>
     }
+}
+
+/// The invite link as a QR code (an SVG document), for a phone's camera.
+/// `None` if the text does not fit in a QR code.
+fn qr_svg(text: &str) -> Option<String> {
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;
+    let size = qr.size();
+    let border = 4;
+    let mut path = String::new();
+    for y in 0..size {
+        for x in 0..size {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + border, y + border));
+            }
+        }
+    }
+    let dim = size + 2 * border;
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {dim} {dim}\" \
+         shape-rendering=\"crispEdges\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\
+         <path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
 }
 
 /// An admin's controls for one member: change the role, remove (confirmed).

@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { chromium } from "playwright-core";
+import jsQR from "jsqr";
+import { PNG } from "pngjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, "..", "..");
@@ -212,4 +214,11 @@ export async function postNotice(page, title, body = "") {
   await page.fill("#notice-body", body);
   await page.click("#post-notice");
   await page.waitForSelector(`li.notice h3:has-text("${title}")`);
+}
+
+/** Reads the QR code shown in `selector`: a screenshot of it, decoded. */
+export async function readQr(page, selector) {
+  const png = PNG.sync.read(await page.locator(selector).screenshot());
+  const code = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+  return code?.data ?? null;
 }

@@ -6,7 +6,7 @@
 // leave a stale connection that blocks sync.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startSignaling, profile, open, createIdentity, createSpace, postNotice, shot } from "./harness.mjs";
+import { startSignaling, profile, open, createIdentity, createSpace, postNotice, shot, readQr } from "./harness.mjs";
 
 async function tab(page, name) {
   await page.click(`button[role="tab"]:has-text("${name}")`);
@@ -46,6 +46,8 @@ test("two devices sync over WebRTC through the signaling server", async () => {
     await a.waitForSelector("#invite-output");
     const link = await a.inputValue("#invite-output");
     assert.match(link, /#join1-/);
+    assert.equal(await readQr(a, "#invite-qr"), link, "the QR code carries the invite link");
+    await shot(a, "07-invite-qr");
     await tab(a, "Notices");
     await postNotice(a, "Sandbags at the school", "Bring gloves.");
 
