@@ -86,7 +86,10 @@ COMMANDS:
                       CIVICBASE_SCHEDULES is passed through unchanged.
     run               Set up what is missing, build the browser app and serve
                       it, with the signaling server, on
-                      http://127.0.0.1:8080/ (PORT to change).
+                      http://127.0.0.1:8080/ (PORT to change), and start an
+                      anchor peer on civicbase-data/anchor (give it spaces
+                      with CIVICBASE_ANCHOR_JOIN=<invite link>). Ctrl-C
+                      stops both. `run --signaling-only`: no anchor.
     bench-browser     Browser benchmarks in headless Chromium (cold start,
                       IndexedDB ingest, tab-to-tab latency, bytes shipped),
                       each against a raw baseline in the same run.
@@ -112,7 +115,9 @@ fn run() -> Result<()> {
     let mut args = env::args().skip(1);
     let command = args.next();
     let extra: Vec<String> = args.collect();
-    if !extra.is_empty() {
+    // `run` takes one flag; every other command takes none.
+    let signaling_only = command.as_deref() == Some("run") && extra == ["--signaling-only"];
+    if !extra.is_empty() && !signaling_only {
         bail!(
             "unexpected argument(s) after the command: {}\n\n{USAGE}",
             extra.join(" ")
@@ -133,7 +138,7 @@ fn run() -> Result<()> {
         "check-invariants" => check_invariants(&ctx),
         "test" => test(&ctx),
         "bench" => bench(&ctx),
-        "run" => run_demo(&ctx),
+        "run" => run_demo(&ctx, signaling_only),
         "bench-browser" => bench_browser(&ctx),
         "fuzz-build" => fuzz_build(&ctx),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
@@ -327,9 +332,10 @@ fn ensure_trunk(ctx: &Ctx) -> Result<()> {
 /// Installs the end-to-end tests' npm dependencies (playwright-core, which
 /// drives the system Chromium and never downloads a browser).
 fn ensure_e2e_deps(ctx: &Ctx) -> Result<()> {
-    if ctx.has_file(&format!(
-        "{E2E_DIR}/node_modules/playwright-core/package.json"
-    )) {
+    let installed = ["playwright-core", "jsqr", "pngjs"]
+        .iter()
+        .all(|p| ctx.has_file(&format!("{E2E_DIR}/node_modules/{p}/package.json")));
+    if installed {
         println!("setup: end-to-end test dependencies are installed");
         return Ok(());
     }
@@ -1099,16 +1105,37 @@ fn bench(ctx: &Ctx) -> Result<()> {
 }
 
 /// `cargo xtask run`: installs what is missing, builds the app, and serves it
-/// with the signaling server on 127.0.0.1 (`PORT`, default 8080) until
-/// stopped with Ctrl-C.
-fn run_demo(ctx: &Ctx) -> Result<()> {
+/// with the signaling server on 127.0.0.1 (`PORT`, default 8080), with an
+/// anchor peer on `civicbase-data/anchor` beside it (not with
+/// `--signaling-only`), until stopped with Ctrl-C.
+fn run_demo(ctx: &Ctx, signaling_only: bool) -> Result<()> {
+    /// The always-on peer's package.
+    const ANCHOR_PACKAGE: &str = "civicbase-anchor";
     setup(ctx)?;
     build_app(ctx)?;
     let port = env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let bind = format!("127.0.0.1:{port}");
     let dist = ctx.root.join("dist");
     let dist = dist.to_string_lossy().into_owned();
-    run_cmd(&mut ctx.cargo(&[
+    // Build both first, so that neither process waits for the other's build
+    // once they run; one package at a time, as `cargo run` resolves their
+    // features, or it would build again.
+    run_cmd(&mut ctx.cargo(&["build", "--quiet", "-p", SIGNALING_PACKAGE]))?;
+    if !signaling_only {
+        run_cmd(&mut ctx.cargo(&["build", "--quiet", "-p", ANCHOR_PACKAGE]))?;
+    }
+
+    // `cargo run` replaces itself with the program, and the children share
+    // this terminal's process group: Ctrl-C reaches both, and each shuts
+    // down gracefully (the anchor stores what it has and says goodbye to
+    // its peers).
+    let spawn = |cmd: &mut Command| -> Result<std::process::Child> {
+        let shown = display(cmd);
+        println!("$ {shown}");
+        cmd.spawn()
+            .with_context(|| format!("failed to start `{shown}`"))
+    };
+    let mut signaling = spawn(&mut ctx.cargo(&[
         "run",
         "--quiet",
         "-p",
@@ -1118,7 +1145,78 @@ fn run_demo(ctx: &Ctx) -> Result<()> {
         &bind,
         "--static-dir",
         &dist,
-    ]))
+    ]))?;
+    let mut anchor = None;
+    if !signaling_only {
+        let url = format!("ws://{bind}/signal");
+        let data = ctx.root.join("civicbase-data").join("anchor");
+        let data = data.to_string_lossy().into_owned();
+        match spawn(&mut ctx.cargo(&[
+            "run",
+            "--quiet",
+            "-p",
+            ANCHOR_PACKAGE,
+            "--",
+            "--signaling",
+            &url,
+            "--data-dir",
+            &data,
+        ])) {
+            Ok(child) => anchor = Some(child),
+            Err(e) => {
+                let _ = signaling.kill();
+                let _ = signaling.wait();
+                return Err(e);
+            }
+        }
+    }
+    println!();
+    println!("Open http://{bind}/ in a browser. Ctrl-C stops everything.");
+    if !signaling_only {
+        println!(
+            "The anchor keeps the spaces it is given: restart with \
+             CIVICBASE_ANCHOR_JOIN=<invite link> to add one."
+        );
+    }
+    // Whichever stops first (an error, a port in use) stops the other.
+    loop {
+        if let Some(status) = signaling.try_wait()? {
+            if let Some(mut a) = anchor {
+                stop_child(&mut a);
+            }
+            if !status.success() {
+                bail!("the signaling server stopped ({status})");
+            }
+            return Ok(());
+        }
+        if let Some(a) = anchor.as_mut() {
+            if let Some(status) = a.try_wait()? {
+                stop_child(&mut signaling);
+                if !status.success() {
+                    bail!("the anchor stopped ({status})");
+                }
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asks a child to stop (SIGTERM, so it shuts down gracefully), and kills it
+/// if it has not within five seconds.
+fn stop_child(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `cargo xtask bench-browser`: builds the app and a 10,000-record bundle,
