@@ -674,6 +674,44 @@ mod tests {
     }
 
     #[test]
+    fn link_messages_round_trip_and_are_not_requests_to_answer() {
+        for body in [
+            RequestBody::LinkUp {
+                link: 7,
+                label: "Town hall anchor".into(),
+                via: "anchor".into(),
+            },
+            RequestBody::LinkTopic {
+                link: 7,
+                topic: "civicbase1-00ff".into(),
+            },
+            RequestBody::LinkData {
+                link: 7,
+                bytes: vec![1, 2, 3],
+            },
+            RequestBody::LinkDown { link: 7 },
+        ] {
+            assert!(body.is_link());
+            let r = Request { id: 0, body };
+            assert_eq!(decode_request(&encode_request(&r)), Ok(r));
+        }
+        assert!(!RequestBody::Status.is_link());
+        for e in [
+            Event::Topics(vec!["civicbase1-ab".into()]),
+            Event::LinkSend {
+                link: 3,
+                messages: vec![vec![1], vec![2, 3]],
+            },
+            Event::LinkClose {
+                link: 3,
+                reason: "malformed".into(),
+            },
+        ] {
+            assert_eq!(decode_event(&encode_event(&e)), Ok(e));
+        }
+    }
+
+    #[test]
     fn other_versions_and_garbage_are_refused() {
         let mut bytes = encode_request(&Request {
             id: 1,
