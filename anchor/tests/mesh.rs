@@ -472,3 +472,404 @@ mod raw {
         }
     }
 }
+
+/// Chromium, driven over the DevTools protocol, connects to the anchor as a
+/// browser does: its SDP offer (or answer) goes through the signaling
+/// server, its host candidates are hidden behind unresolvable `.local`
+/// names as Chromium does by default, and the anchor gathers loopback
+/// candidates only — so the connection can only form from Chromium's
+/// connectivity checks (a peer-reflexive candidate on the anchor's side).
+/// Over the channel the page exchanges real link messages: it receives the
+/// entries it lacks and delivers entries the anchor lacks. Skipped, with a
+/// message, where Chromium is not installed (`CHROMIUM` names it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_connects_to_the_anchor_both_as_offerer_and_as_answerer() {
+    logs();
+    let Some(browser) = chromium::Chromium::launch().await else {
+        eprintln!("skipped: no Chromium (set CHROMIUM to its path)");
+        return;
+    };
+    for chromium_offers in [true, false] {
+        chromium::exchange(&browser, chromium_offers).await;
+    }
+}
+
+mod chromium {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use civicbase_core::bundle;
+    use civicbase_core::op::Op;
+    use civicbase_core::replica::{NewSpace, Replica, ReplicaConfig};
+    use civicbase_core::sync::{HeadInfo, Hello, Message as SyncMessage, PROTOCOL_VERSION};
+    use civicbase_core::{Entry, Keypair, VersionVector};
+    use civicbase_engine::mesh::{encode_frame, topic, LINK_HEADER};
+    use civicbase_proto::RequestBody;
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use serde_json::{json, Value};
+    use tokio::io::AsyncBufReadExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::common::*;
+
+    /// A headless Chromium with its DevTools endpoint.
+    pub struct Chromium {
+        child: tokio::process::Child,
+        devtools: String,
+        _profile: TempDir,
+    }
+
+    impl Drop for Chromium {
+        fn drop(&mut self) {
+            let _ = self.child.start_kill();
+        }
+    }
+
+    impl Chromium {
+        pub async fn launch() -> Option<Chromium> {
+            let bin = std::env::var_os("CHROMIUM")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+            if !bin.exists() {
+                return None;
+            }
+            let profile = TempDir::new("chromium");
+            let mut child = tokio::process::Command::new(&bin)
+                .args([
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    // Real mDNS names would be announced by multicast; the
+                    // page hides its addresses the same way instead.
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    "--remote-debugging-port=0",
+                    "about:blank",
+                ])
+                .arg(format!("--user-data-dir={}", profile.0.display()))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start Chromium");
+            let stderr = child.stderr.take().expect("stderr");
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let devtools = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                        return url.trim().to_owned();
+                    }
+                }
+                panic!("Chromium exited before its DevTools endpoint was up");
+            })
+            .await
+            .expect("Chromium starts");
+            // Keep reading so that Chromium never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            Some(Chromium {
+                child,
+                devtools,
+                _profile: profile,
+            })
+        }
+
+        /// Opens `url` in a new tab and evaluates `script` there (awaiting
+        /// its promise); returns its value.
+        async fn evaluate(&self, url: &str, script: &str) -> Value {
+            let (ws, _) = tokio_tungstenite::connect_async(self.devtools.as_str())
+                .await
+                .expect("DevTools");
+            let mut cdp = Cdp { ws, next_id: 0 };
+            let target = cdp
+                .call(None, "Target.createTarget", json!({"url": "about:blank"}))
+                .await;
+            let target = target["targetId"].as_str().expect("target").to_owned();
+            let attached = cdp
+                .call(
+                    None,
+                    "Target.attachToTarget",
+                    json!({"targetId": target, "flatten": true}),
+                )
+                .await;
+            let session = attached["sessionId"].as_str().expect("session").to_owned();
+            cdp.call(Some(&session), "Page.enable", json!({})).await;
+            cdp.call(Some(&session), "Page.navigate", json!({"url": url}))
+                .await;
+            cdp.event("Page.loadEventFired").await;
+            let result = cdp
+                .call(
+                    Some(&session),
+                    "Runtime.evaluate",
+                    json!({"expression": script, "awaitPromise": true, "returnByValue": true}),
+                )
+                .await;
+            if let Some(e) = result.get("exceptionDetails") {
+                panic!("the page failed: {e}");
+            }
+            let _ = cdp
+                .call(None, "Target.closeTarget", json!({"targetId": target}))
+                .await;
+            result["result"]["value"].clone()
+        }
+    }
+
+    /// A DevTools protocol connection.
+    struct Cdp {
+        ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        next_id: u64,
+    }
+
+    impl Cdp {
+        async fn next(&mut self) -> Value {
+            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
+                panic!("DevTools connection closed");
+            };
+            serde_json::from_str(t.as_str()).expect("json")
+        }
+
+        async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+            self.next_id += 1;
+            let mut msg = json!({"id": self.next_id, "method": method, "params": params});
+            if let Some(s) = session {
+                msg["sessionId"] = json!(s);
+            }
+            self.ws
+                .send(Message::text(msg.to_string()))
+                .await
+                .expect("send");
+            loop {
+                let v = self.next().await;
+                if v["id"] == json!(self.next_id) {
+                    if v.get("error").is_some() {
+                        panic!("{method} failed: {v}");
+                    }
+                    return v["result"].clone();
+                }
+            }
+        }
+
+        async fn event(&mut self, method: &str) {
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while self.next().await["method"] != json!(method) {}
+            })
+            .await
+            .expect("the page loads");
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// The page's side: the browser's mesh protocol, by hand.
+    const PAGE: &str = r#"
+(async (cfg) => {
+  const bytes = (h) => Uint8Array.from(h.match(/../g).map((x) => parseInt(x, 16)));
+  const toHex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
+  const ws = new WebSocket(cfg.url);
+  await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error("signaling")); });
+  const publish = (data) => ws.send(JSON.stringify({ type: "publish", topic: cfg.topic, data }));
+  const signal = (s) => publish({ type: "signal", from: cfg.me, to: cfg.target, name: "Chromium", role: "browser", signal: s });
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const report = { candidates: [], received: [] };
+  pc.onicecandidate = (e) => {
+    if (!e.candidate || !e.candidate.candidate) return;
+    const parts = e.candidate.candidate.split(" ");
+    // Chromium's default: host addresses hidden behind random mDNS names.
+    if (parts[7] === "host") parts[4] = crypto.randomUUID() + ".local";
+    const candidate = parts.join(" ");
+    report.candidates.push(candidate);
+    signal({ type: "candidate", candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex });
+  };
+  let remoteSet = false;
+  const early = [];
+  const addRemote = async (s) => {
+    if (!remoteSet) { early.push(s); return; }
+    await pc.addIceCandidate({ candidate: s.candidate, sdpMid: s.sdpMid, sdpMLineIndex: s.sdpMLineIndex });
+  };
+  const setRemote = async (desc) => {
+    await pc.setRemoteDescription(desc);
+    remoteSet = true;
+    for (const s of early.splice(0)) await addRemote(s);
+  };
+  const done = new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("no entries from the anchor within 30 s: " + JSON.stringify(report))), 30000);
+    const attach = (dc) => {
+      dc.binaryType = "arraybuffer";
+      dc.onopen = () => { for (const m of cfg.send) dc.send(bytes(m)); };
+      dc.onmessage = (m) => {
+        report.received.push(toHex(m.data));
+        // Link header (34 bytes), then the sync frame: version, kind 2 = entries.
+        if (new Uint8Array(m.data)[35] === 2) resolve(report);
+      };
+    };
+    if (cfg.offer) {
+      attach(pc.createDataChannel("civicbase", { ordered: true }));
+    } else {
+      pc.ondatachannel = (e) => attach(e.channel);
+    }
+  });
+  let started = false;
+  ws.onmessage = async (m) => {
+    const f = JSON.parse(m.data);
+    const d = f.data;
+    if (f.type !== "publish" || !d || d.from !== cfg.target) return;
+    if (d.type === "announce" && cfg.offer && !started) {
+      started = true;
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      signal({ type: "offer", sdp: offer.sdp });
+    } else if (d.type === "signal" && d.to === cfg.me) {
+      const s = d.signal;
+      if (s.type === "answer") await setRemote({ type: "answer", sdp: s.sdp });
+      else if (s.type === "offer") {
+        await setRemote({ type: "offer", sdp: s.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        signal({ type: "answer", sdp: answer.sdp });
+      } else if (s.type === "candidate") await addRemote(s);
+    }
+  };
+  ws.send(JSON.stringify({ type: "subscribe", topics: [cfg.topic] }));
+  publish({ type: "announce", from: cfg.me, name: "Chromium", role: "browser" });
+  const result = await done;
+  const stats = await pc.getStats();
+  stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") result.pair = true; });
+  pc.close();
+  ws.close();
+  return result;
+})
+"#;
+
+    /// One page against a fresh anchor: the anchor holds the first six
+    /// entries of a space, the page the first three plus the last four.
+    pub async fn exchange(browser: &Chromium, chromium_offers: bool) {
+        let site = TempDir::new("site");
+        std::fs::write(site.path("blank.html"), "<!doctype html><title>t</title>").expect("page");
+        let signaling = Signaling::start_serving(site.0.clone());
+
+        // A space of ten entries, all by Alice.
+        let now = 1_750_000_000_000;
+        let alice = Keypair::from_seed([7; 32]);
+        let new = NewSpace {
+            name: "Chromium".into(),
+            founder_name: "Alice".into(),
+            default_credit_limit: 5,
+        };
+        let (mut r, _) =
+            Replica::create(&alice, new, now, ReplicaConfig::default()).expect("space");
+        let space = r.space();
+        let post = |r: &mut Replica, i: u64| {
+            let op = Op::PostNotice {
+                title: format!("notice {i}"),
+                body: String::new(),
+            };
+            r.author(&alice, vec![op], now + i).expect("post");
+        };
+        for i in 1..6 {
+            post(&mut r, i);
+        }
+        let first_six = bundle::export(&r, &alice, &VersionVector::new(), now + 10);
+        for i in 6..10 {
+            post(&mut r, i);
+        }
+        let entries: Vec<Entry> = r.log().cloned().collect();
+        assert_eq!(entries.len(), 10);
+
+        let anchor = TestNode::spawn(
+            civicbase_core::store::MemoryStore::new,
+            config(&signaling.url(), "Anchor", Some("8000000000000000")),
+        );
+        anchor.handle.replicate(space).await;
+        anchor
+            .handle
+            .request(RequestBody::ImportBundle { bytes: first_six })
+            .await
+            .expect("import");
+        assert_eq!(vv(&anchor.handle, space).await.expect("vv").total(), 6);
+
+        // The page claims the first three entries, then sends the last four.
+        let prefix = |id: &civicbase_core::EntryId| {
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&id.as_bytes()[..8]);
+            p
+        };
+        let hello = SyncMessage::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            space,
+            heads: vec![HeadInfo {
+                author: alice.author(),
+                count: 3,
+                head_prefix: prefix(&entries[2].id()),
+            }],
+            forks: Vec::new(),
+        });
+        let tail = SyncMessage::Entries(entries[6..].iter().map(|e| e.encode()).collect());
+        let mut send = Vec::new();
+        for frame in [hello.encode(), tail.encode()] {
+            send.extend(encode_frame(&space, &frame).iter().map(|m| hex(m)));
+        }
+        let me = if chromium_offers {
+            "0000000000000000"
+        } else {
+            "ffffffffffffffff"
+        };
+        let cfg = json!({
+            "url": signaling.url(),
+            "topic": topic(&space),
+            "me": me,
+            "target": "8000000000000000",
+            "offer": chromium_offers,
+            "send": send,
+        });
+        let page = format!("http://127.0.0.1:{}/blank.html", signaling.port);
+        let script = format!("{PAGE}({cfg})");
+        let report = browser.evaluate(&page, &script).await;
+
+        let candidates = report["candidates"].as_array().expect("candidates");
+        assert!(
+            !candidates.is_empty(),
+            "Chromium gathered candidates: {report}"
+        );
+        assert!(
+            candidates
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|c| c.contains(" typ host"))
+                .all(|c| c.contains(".local ")),
+            "every host candidate was an mDNS name: {report}"
+        );
+        assert_eq!(report["pair"], json!(true), "Chromium's ICE pair succeeded");
+        // The anchor sent the three entries the page lacked…
+        let mut got = Vec::new();
+        for m in report["received"].as_array().expect("received") {
+            let bytes = unhex(m.as_str().expect("hex"));
+            if let Ok(SyncMessage::Entries(raw)) = SyncMessage::decode(&bytes[LINK_HEADER..]) {
+                got.extend(raw.iter().map(|b| Entry::decode(b).expect("entry").id()));
+            }
+        }
+        let wanted: Vec<_> = entries[3..6].iter().map(Entry::id).collect();
+        assert_eq!(got, wanted, "the anchor sent exactly what the page lacked");
+        // …and stored the four the page sent.
+        wait_for("the anchor to store the page's entries", 20, || async {
+            vv(&anchor.handle, space).await == Some(r.version_vector())
+        })
+        .await;
+        anchor.stop();
+        signaling.stop();
+    }
+}

@@ -71,6 +71,15 @@ impl Signaling {
 
     /// On `port` (0: any free one).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, PathBuf::from("/nonexistent"))
+    }
+
+    /// On a free port, serving the files of `dir`.
+    pub fn start_serving(dir: PathBuf) -> Self {
+        Self::start_with(0, dir)
+    }
+
+    fn start_with(port: u16, static_dir: PathBuf) -> Self {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -87,7 +96,7 @@ impl Signaling {
                     .send(listener.local_addr().expect("addr").port())
                     .expect("port");
                 let config = civicbase_signaling::Config {
-                    static_dir: "/nonexistent".into(),
+                    static_dir,
                     shutdown_grace: Duration::from_millis(300),
                     ..Default::default()
                 };
