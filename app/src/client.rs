@@ -147,7 +147,7 @@ fn on_event(shared: Shared, event: Event) {
             crate::mesh::set_leader(s.leader);
             shared.status.set(s);
         }
-        Event::Alert(e) => alert(shared, e.message),
+        Event::Alert(e) => alert(shared, crate::i18n::error_text(&e)),
         Event::Topics(topics) => crate::mesh::set_topics(topics),
         Event::LinkSend { link, messages } => crate::mesh::send(link, messages),
         Event::LinkClose { link, reason } => crate::mesh::close_link(link, &reason),

@@ -65,6 +65,32 @@ pub fn set_lang_signal(lang: RwSignal<Lang>) {
     LANG.with(|l| l.set(Some(lang)));
 }
 
+/// An engine error in the user's language. The engine words its errors in
+/// English; in Swedish, errors whose meaning the kind tells are replaced
+/// whole, the others get a translated lead before the engine's detail.
+pub fn error_text(e: &civicbase_proto::ErrorInfo) -> String {
+    use civicbase_proto::ErrorCode as C;
+    let lang = LANG
+        .with(|l| l.get())
+        .map_or(Lang::En, |l| l.get_untracked());
+    if lang == Lang::En {
+        return e.message.clone();
+    }
+    let whole = |key| t(lang, key).to_owned();
+    let lead = |key| format!("{} {}", t(lang, key), e.message);
+    match e.code {
+        C::QuotaExceeded => whole("err.quota"),
+        C::NoIdentity => whole("err.no_identity"),
+        C::UnknownSpace => whole("err.unknown_space"),
+        C::Version => whole("err.version"),
+        C::Storage => lead("err.storage"),
+        C::Refused => lead("err.refused"),
+        C::InvalidInput => lead("err.invalid"),
+        C::BadFile => lead("err.bad_file"),
+        C::Internal => lead("err.internal"),
+    }
+}
+
 /// A reactive translation for use in views.
 pub fn tr(key: &'static str) -> impl Fn() -> &'static str + Copy {
     let lang = LANG.with(|l| l.get());
@@ -227,6 +253,16 @@ fn en(key: &'static str) -> &'static str {
         "sync.import" => "Import bundle file",
         "sync.imported" => "Import finished",
         "sync.backup" => "Show identity backup",
+        "err.quota" => "This device's storage is full. Nothing you did is lost: it is kept in this tab and sent to other devices when they connect. Free space (export a bundle and remove other sites' data) or keep this tab open until another device has synced.",
+        "err.no_identity" => "Create your identity first.",
+        "err.unknown_space" => "This space is not on this device.",
+        "err.version" => "This page and the engine are of different versions. Reload the page.",
+        "err.storage" => "Storage failed:",
+        "err.refused" => "Not done:",
+        "err.invalid" => "Please check what you entered:",
+        "err.bad_file" => "The file was refused:",
+        "err.internal" => "Something went wrong:",
+        "err.file_unreadable" => "The file could not be read.",
         "sync.backup_file" => "Save backup as a file",
         "members.qr" => "QR code of the invite link: scan it with the new member's phone",
         "onboard.backup_file" => "Or choose a backup file",
@@ -420,6 +456,16 @@ fn sv(key: &'static str) -> &'static str {
         "sync.import" => "Importera paketfil",
         "sync.imported" => "Importen är klar",
         "sync.backup" => "Visa säkerhetskopia av identiteten",
+        "err.quota" => "Enhetens lagringsutrymme är fullt. Inget du gjort har gått förlorat: det finns kvar i den här fliken och skickas till andra enheter när de ansluter. Frigör utrymme (exportera ett paket och ta bort andra webbplatsers data) eller håll fliken öppen tills en annan enhet har synkat.",
+        "err.no_identity" => "Skapa din identitet först.",
+        "err.unknown_space" => "Den här gruppen finns inte på enheten.",
+        "err.version" => "Sidan och motorn har olika versioner. Ladda om sidan.",
+        "err.storage" => "Lagringen misslyckades (detaljer på engelska):",
+        "err.refused" => "Inte utfört (skäl på engelska):",
+        "err.invalid" => "Kontrollera det du fyllde i (detaljer på engelska):",
+        "err.bad_file" => "Filen nekades (skäl på engelska):",
+        "err.internal" => "Något gick fel (detaljer på engelska):",
+        "err.file_unreadable" => "Filen kunde inte läsas.",
         "sync.backup_file" => "Spara säkerhetskopian som fil",
         "members.qr" => "QR-kod för inbjudningslänken: skanna den med den nya medlemmens telefon",
         "onboard.backup_file" => "Eller välj en säkerhetskopia",

@@ -55,7 +55,7 @@ async fn ask(body: RequestBody) -> Option<ResponseBody> {
     match client::request(body).await {
         Ok(r) => Some(r),
         Err(e) => {
-            alert(shared(), e.message);
+            alert(shared(), crate::i18n::error_text(&e));
             None
         }
     }
@@ -1637,7 +1637,7 @@ fn SyncPanel(space: SpaceId) -> impl IntoView {
         input.set_value("");
         spawn_local(async move {
             let Ok(buf) = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await else {
-                alert(shared(), "The file could not be read.".into());
+                alert(shared(), t(lang(), "err.file_unreadable").into());
                 return;
             };
             let bytes = js_sys::Uint8Array::new(&buf).to_vec();
