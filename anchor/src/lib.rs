@@ -35,7 +35,7 @@
 //!         rtc: Default::default(),
 //!         peer_id: None,
 //!     };
-//!     let (node, handle) = Node::new(engine, config);
+//!     let (node, handle) = Node::new(engine, config)?;
 //!     node.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })

@@ -70,6 +70,12 @@ struct Args {
     #[arg(long, env = "CIVICBASE_ANCHOR_NAME", default_value = "Anchor")]
     name: String,
 
+    /// Use only UDP ports MIN-MAX for WebRTC (for a firewall), such as
+    /// 50000-50999. Every connection takes one port per network interface
+    /// and address family. Any free port by default.
+    #[arg(long, value_name = "MIN-MAX", env = "CIVICBASE_ANCHOR_UDP_PORTS")]
+    udp_ports: Option<String>,
+
     /// Offer only loopback addresses (127.0.0.1, ::1) to peers: for trying
     /// the anchor and a browser on one machine, and for tests.
     #[arg(long, env = "CIVICBASE_ANCHOR_LOOPBACK_ONLY")]
@@ -108,6 +114,12 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let db = args.data_dir.join(DB_FILE);
+    if args.command.is_some() && !db.is_file() {
+        bail!(
+            "there is no anchor database at {} (has the anchor run with this --data-dir?)",
+            db.display()
+        );
+    }
     match &args.command {
         Some(Cmd::Backup { file }) => return backup(&db, file),
         Some(Cmd::Spaces) => return list_spaces(&db),
@@ -118,6 +130,11 @@ fn main() -> anyhow::Result<()> {
     for s in &args.ice_servers {
         ice_servers.push(IceServer::parse(s)?);
     }
+    let udp_ports = args
+        .udp_ports
+        .as_deref()
+        .map(civicbase_anchor::rtc::parse_port_range)
+        .transpose()?;
     if !(args.signaling.starts_with("ws://") || args.signaling.starts_with("wss://")) {
         bail!(
             "--signaling {:?}: expected a ws:// or wss:// URL, such as ws://127.0.0.1:8080/signal",
@@ -160,10 +177,11 @@ fn main() -> anyhow::Result<()> {
             rtc: RtcConfig {
                 ice_servers,
                 loopback_only: args.loopback_only,
+                udp_ports,
             },
             peer_id: None,
         };
-        let (node, _handle) = Node::new(engine, config);
+        let (node, _handle) = Node::new(engine, config)?;
         let engine = node.run(shutdown_signal()).await;
         drop(engine);
         Ok(())

@@ -72,6 +72,8 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 const CHANNEL_QUEUE: usize = 256;
 /// ICE candidates kept for a connection before its remote description.
 const MAX_EARLY_CANDIDATES: usize = 64;
+/// The signaling server's default `max_topics_per_connection`.
+const DEFAULT_SERVER_TOPIC_LIMIT: usize = 64;
 /// Shutdown waits this long for the signaling server and the peers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -240,8 +242,12 @@ impl<S: Store> Node<S>
 where
     S::Error: StorageError,
 {
-    /// A node on `engine`, and a handle to it.
-    pub fn new(engine: Engine<S>, config: NodeConfig) -> (Self, NodeHandle) {
+    /// A node on `engine`, and a handle to it. Fails only on an unusable
+    /// UDP port range.
+    pub fn new(
+        engine: Engine<S>,
+        config: NodeConfig,
+    ) -> Result<(Self, NodeHandle), rtc::PortRangeError> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (chan_tx, chan_rx) = mpsc::channel(CHANNEL_QUEUE);
@@ -252,7 +258,7 @@ where
             me: config.peer_id.unwrap_or_else(random_peer_id),
             name: config.name,
             signaling_url: config.signaling_url,
-            api: rtc::api(&config.rtc),
+            api: rtc::api(&config.rtc)?,
             rtc: config.rtc,
             topics: BTreeSet::new(),
             signaling_up: false,
@@ -267,7 +273,7 @@ where
             chan_tx,
             chan_rx,
         };
-        (node, NodeHandle { commands: cmd_tx })
+        Ok((node, NodeHandle { commands: cmd_tx }))
     }
 
     /// Runs until `shutdown` resolves or [`NodeHandle::shutdown`] is called,
@@ -288,6 +294,7 @@ where
         if self.topics.is_empty() {
             warn!("no spaces to serve yet: start with --join <invite link>");
         }
+        self.warn_topic_limit();
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
         let signaling = signaling::spawn(self.signaling_url.clone(), self.topics.clone(), sig_tx);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -443,6 +450,18 @@ where
         }
     }
 
+    /// The signaling server closes a connection that subscribes to more
+    /// topics than its limit (64 by default).
+    fn warn_topic_limit(&self) {
+        if self.topics.len() > DEFAULT_SERVER_TOPIC_LIMIT {
+            warn!(
+                spaces = self.topics.len(),
+                "serving more than {DEFAULT_SERVER_TOPIC_LIMIT} spaces: raise the signaling \
+                 server's max_topics_per_connection to at least this many"
+            );
+        }
+    }
+
     /// Subscribes to the topics of spaces that appeared.
     fn refresh_topics(&mut self, signaling: &SignalingClient) {
         let now = self.space_topics();
@@ -451,6 +470,7 @@ where
         }
         let added: Vec<String> = now.difference(&self.topics).cloned().collect();
         self.topics = now;
+        self.warn_topic_limit();
         signaling.set_topics(self.topics.clone());
         if self.signaling_up {
             for t in &added {

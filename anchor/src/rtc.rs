@@ -25,6 +25,7 @@ use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 
@@ -102,18 +103,50 @@ pub struct RtcConfig {
     /// Gather only loopback candidates (tests, which must not send to any
     /// other address).
     pub loopback_only: bool,
+    /// Bind ICE's UDP sockets to ports in this range (inclusive), for a
+    /// firewall; any free port when `None`. Every connection takes one port
+    /// per network interface and address family.
+    pub udp_ports: Option<(u16, u16)>,
+}
+
+/// A UDP port range that cannot be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid UDP port range {given:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 65535, such as 50000-50999")]
+pub struct PortRangeError {
+    /// What was given.
+    pub given: String,
+}
+
+/// Parses a port range `MIN-MAX`.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), PortRangeError> {
+    let bad = || PortRangeError {
+        given: s.to_owned(),
+    };
+    let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// The webrtc-rs API object every peer connection is made from.
-pub fn api(config: &RtcConfig) -> API {
+pub fn api(config: &RtcConfig) -> Result<API, PortRangeError> {
     let mut settings = SettingEngine::default();
     settings.set_include_loopback_candidate(true);
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
     if config.loopback_only {
         settings.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
     }
+    if let Some((min, max)) = config.udp_ports {
+        let range = EphemeralUDP::new(min, max).map_err(|_| PortRangeError {
+            given: format!("{min}-{max}"),
+        })?;
+        settings.set_udp_network(UDPNetwork::Ephemeral(range));
+    }
     // Data channels only: no codecs, no interceptors.
-    APIBuilder::new().with_setting_engine(settings).build()
+    Ok(APIBuilder::new().with_setting_engine(settings).build())
 }
 
 /// The configuration of one peer connection.
@@ -250,6 +283,20 @@ mod tests {
         ] {
             assert!(IceServer::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(parse_port_range("50000-50999"), Ok((50000, 50999)));
+        assert_eq!(parse_port_range(" 7 - 7 "), Ok((7, 7)));
+        for bad in ["", "50000", "0-10", "10-9", "1-70000", "a-b", "-5"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+        let config = RtcConfig {
+            udp_ports: Some((50000, 50010)),
+            ..Default::default()
+        };
+        assert!(api(&config).is_ok());
     }
 
     #[test]

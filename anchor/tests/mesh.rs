@@ -347,7 +347,9 @@ mod raw {
             let api = rtc::api(&RtcConfig {
                 ice_servers: Vec::new(),
                 loopback_only: true,
-            });
+                udp_ports: None,
+            })
+            .expect("api");
             let pc = Arc::new(
                 api.new_peer_connection(Default::default())
                     .await

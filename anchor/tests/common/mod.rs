@@ -150,6 +150,7 @@ pub fn config(signaling: &str, name: &str, peer_id: Option<&str>) -> NodeConfig 
         rtc: RtcConfig {
             ice_servers: Vec::new(),
             loopback_only: true,
+            udp_ports: None,
         },
         peer_id: peer_id.map(str::to_owned),
     }
@@ -183,7 +184,7 @@ impl TestNode {
                     Ok(e) => e,
                     Err(e) => panic!("engine: {e}"),
                 };
-                let (node, handle) = Node::new(engine, config);
+                let (node, handle) = Node::new(engine, config).expect("node");
                 tx.send(handle).expect("handle");
                 node.run(std::future::pending()).await;
             });
