@@ -31,7 +31,9 @@
 //! [`Links`] and starts a sync session for every topic it heard the peer on.
 //! A connection whose channel closes, whose ICE fails, that breaks the link
 //! protocol, or that is not up within 30 s is dropped; the next announce
-//! sets it up again, and its sessions resume from version vectors.
+//! sets it up again, and its sessions resume from version vectors. At most
+//! 32 connections are set up at once and 1024 kept in all, so that a flood
+//! of offers cannot exhaust sockets or CPU.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -43,7 +45,7 @@ use civicbase_core::store::Store;
 use civicbase_core::{SpaceId, VersionVector};
 use civicbase_engine::mesh::{topic, LinkId, Links};
 use civicbase_engine::{Engine, Env, StorageError};
-use civicbase_proto::{ErrorInfo, Event, Request, RequestBody};
+use civicbase_proto::{ErrorCode, ErrorInfo, Event, Request, RequestBody};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -70,6 +72,10 @@ const REPLY_EVERY: Duration = Duration::from_secs(1);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 /// Data channel events queued for the node before the channels wait.
 const CHANNEL_QUEUE: usize = 256;
+/// Connections being set up at once; more offers and announces wait.
+const MAX_PENDING: usize = 32;
+/// Connections in total.
+const MAX_PEERS: usize = 1024;
 /// ICE candidates kept for a connection before its remote description.
 const MAX_EARLY_CANDIDATES: usize = 64;
 /// The signaling server's default `max_topics_per_connection`.
@@ -371,8 +377,16 @@ where
 
     fn drain_engine_events(&mut self) {
         for event in self.engine.take_events() {
-            if let Event::Alert(e) = event {
-                error!(code = ?e.code, "{}", e.message);
+            match event {
+                // The engine words this for a browser user; say it for an
+                // operator.
+                Event::Alert(e) if e.code == ErrorCode::QuotaExceeded => error!(
+                    "the disk is full: received entries are kept in memory and passed on to \
+                     peers, and stored as soon as there is space; free space on the disk of \
+                     the data directory"
+                ),
+                Event::Alert(e) => error!(code = ?e.code, "{}", e.message),
+                _ => {}
             }
         }
     }
@@ -675,6 +689,14 @@ where
         role: String,
         offer: Option<String>,
     ) {
+        let pending = self.peers.values().filter(|p| !p.up).count();
+        if pending >= MAX_PENDING || self.peers.len() >= MAX_PEERS {
+            // Each connection costs sockets and a key; a flood of offers
+            // must not exhaust them. Those that are real come back with the
+            // next announce.
+            debug!(peer = %id, pending, peers = self.peers.len(), "too many connections; not now");
+            return;
+        }
         let conn = self.next_conn;
         self.next_conn += 1;
         let initiator = offer.is_none();
