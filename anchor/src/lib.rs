@@ -27,7 +27,8 @@
 //! local.block_on(&runtime, async {
 //!     let store = RedbStore::open("anchor.redb")?;
 //!     let mut engine = Engine::open(store, &SystemEnv).await?;
-//!     let space = civicbase_anchor::invite_space("https://town.example/#join1-…").unwrap();
+//!     let space = civicbase_anchor::invite_space("https://town.example/#join1-…")
+//!         .ok_or("not an invite link")?;
 //!     engine.replicate(space).await.map_err(|e| e.message)?;
 //!     let config = NodeConfig {
 //!         signaling_url: "ws://127.0.0.1:8080/signal".into(),
