@@ -60,6 +60,18 @@ async fn an_anchor_keeps_a_space_for_peers_that_come_later() {
         same(&alice.handle, &anchor.handle, space)
     })
     .await;
+    // A second space shared later travels over the same connection.
+    let second = create_space(&alice.handle, "Food bank").await;
+    post(&alice.handle, second, "opening hours", "9 to 5").await;
+    assert_eq!(anchor.handle.replicate(second).await, Some(Ok(true)));
+    wait_for("the second space over the same link", 30, || {
+        same(&alice.handle, &anchor.handle, second)
+    })
+    .await;
+    let status = anchor.handle.status().await.expect("status");
+    assert_eq!(status.links, 1, "one connection carries both spaces");
+    assert_eq!(status.spaces.len(), 2);
+
     let alice_vv = vv(&alice.handle, space).await.expect("vv");
     alice.stop();
 
