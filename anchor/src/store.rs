@@ -11,7 +11,6 @@
 //! | table       | key                        | value                                          |
 //! |-------------|----------------------------|------------------------------------------------|
 //! | `log`       | space ‖ position           | the entry's wire bytes ([`Entry::encode`])     |
-//! | `by_id`     | space ‖ entry id           | the entry's log position                       |
 //! | `meta`      | space                      | varint log length, then the [`VersionVector`]  |
 //! | `snapshots` | space                      | varint entries covered, then the snapshot bytes|
 //! | `forks`     | space ‖ hash of the proof  | the encoded fork proof                         |
@@ -21,9 +20,9 @@
 //! # Atomic appends
 //!
 //! [`Store::append`] runs in one write transaction: it reads the space's
-//! length and version vector, skips entries already stored (and duplicates
-//! within the batch), writes the new entries, their `by_id` rows and the new
-//! `meta` row, and commits with immediate durability (flushed to disk before
+//! length and version vector, skips entries at or below their author's
+//! stored bound (already stored, or the other branch of a fork: see
+//! [`Store`]), writes the new entries and the new `meta` row, and commits with immediate durability (flushed to disk before
 //! it returns). redb commits are all or nothing: a process killed mid-write,
 //! or a write that fails because the disk is full, leaves the log as it was
 //! before the batch — a valid prefix whose length and version vector match.
@@ -45,12 +44,11 @@
 //! running anchor's data.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use civicbase_core::codec::{DecodeError, Reader, Writer};
 use civicbase_core::entry::Entry;
-use civicbase_core::id::{EntryId, Hash, SpaceId};
+use civicbase_core::id::{Hash, SpaceId};
 use civicbase_core::replica::Snapshot;
 use civicbase_core::store::Store;
 use civicbase_core::vv::VersionVector;
@@ -65,6 +63,7 @@ use thiserror::Error;
 pub const SCHEMA_VERSION: u64 = 1;
 
 const LOG: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("log");
+/// The id index of early files: deleted on open.
 const BY_ID: TableDefinition<'_, &[u8], u64> = TableDefinition::new("by_id");
 const META: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("meta");
 const SNAPSHOTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("snapshots");
@@ -347,12 +346,6 @@ impl RedbStore {
                     }
                 }
             }
-            let src = txn.open_table(BY_ID).map_err(|e| fail(OP, e))?;
-            let mut dst = w.open_table(BY_ID).map_err(|e| fail(OP, e))?;
-            for row in src.iter().map_err(|e| fail(OP, e))? {
-                let (k, v) = row.map_err(|e| fail(OP, e))?;
-                dst.insert(k.value(), v.value()).map_err(|e| fail(OP, e))?;
-            }
             let src = txn.open_table(SECRETS).map_err(|e| fail(OP, e))?;
             let mut dst = w.open_table(SECRETS).map_err(|e| fail(OP, e))?;
             for row in src.iter().map_err(|e| fail(OP, e))? {
@@ -488,7 +481,8 @@ fn init_schema(db: &Database) -> Result<(), RedbStoreError> {
                 .map_err(|e| fail(OP, e))?;
         }
         txn.open_table(LOG).map_err(|e| fail(OP, e))?;
-        txn.open_table(BY_ID).map_err(|e| fail(OP, e))?;
+        // Early files kept an index by entry id, which nothing reads.
+        txn.delete_table(BY_ID).map_err(|e| fail(OP, e))?;
         txn.open_table(META).map_err(|e| fail(OP, e))?;
         txn.open_table(SNAPSHOTS).map_err(|e| fail(OP, e))?;
         txn.open_table(FORKS).map_err(|e| fail(OP, e))?;
@@ -620,20 +614,10 @@ impl Store for RedbStore {
             let created = stored.is_none();
             let mut meta = stored.map_or(Ok(Meta::default()), |b| Meta::decode(&b))?;
             let mut log = txn.open_table(LOG).map_err(|e| fail(OP, e))?;
-            let mut by_id = txn.open_table(BY_ID).map_err(|e| fail(OP, e))?;
-            let mut seen = HashSet::new();
             let mut added = 0usize;
             for entry in entries {
-                let id = entry.id();
                 let header = entry.header();
-                // An entry at or above the author's bound cannot be stored
-                // yet; only the others need a lookup.
-                let known = header.seq < meta.vv.get(&header.author)
-                    && by_id
-                        .get(pair_key(space, &id).as_slice())
-                        .map_err(|e| fail(OP, e))?
-                        .is_some();
-                if known || !seen.insert(id) {
+                if header.seq < meta.vv.get(&header.author) {
                     continue;
                 }
                 let position = meta.len;
@@ -642,9 +626,6 @@ impl Store for RedbStore {
                     entry.encode().as_slice(),
                 )
                 .map_err(|e| fail(OP, e))?;
-                by_id
-                    .insert(pair_key(space, &id).as_slice(), position)
-                    .map_err(|e| fail(OP, e))?;
                 meta.vv.raise(header.author, header.seq.saturating_add(1));
                 meta.len += 1;
                 added += 1;
@@ -673,32 +654,6 @@ impl Store for RedbStore {
             out.push(decode_entry(v.value())?);
         }
         Ok(out)
-    }
-
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, RedbStoreError> {
-        const OP: &str = "entry";
-        let txn = self.read_txn(OP)?;
-        let by_id = txn.open_table(BY_ID).map_err(|e| fail(OP, e))?;
-        let Some(position) = by_id
-            .get(pair_key(space, id).as_slice())
-            .map_err(|e| fail(OP, e))?
-            .map(|v| v.value())
-        else {
-            return Ok(None);
-        };
-        let log = txn.open_table(LOG).map_err(|e| fail(OP, e))?;
-        let row = log
-            .get(log_key(space, position).as_slice())
-            .map_err(|e| fail(OP, e))?
-            .ok_or_else(|| RedbStoreError::corrupt("log", "an indexed entry is missing"))?;
-        let entry = decode_entry(row.value())?;
-        if entry.id() != *id {
-            return Err(RedbStoreError::corrupt(
-                "by_id",
-                "the indexed position holds another entry",
-            ));
-        }
-        Ok(Some(entry))
     }
 
     async fn log_len(&self, space: &SpaceId) -> Result<u64, RedbStoreError> {

@@ -6,7 +6,14 @@
 //! replica applied them (a causal order), the version vector of that log, the
 //! latest snapshot, and fork proofs. [`Store::append`] commits a batch of
 //! entries together with the version-vector bump atomically: after a crash
-//! the log is a valid prefix, never half an entry. State is not written per
+//! the log is a valid prefix, never half an entry.
+//!
+//! The log holds at most one entry per author and sequence number. Because
+//! entries arrive in causal order, each author's entries in the log are
+//! contiguous from seq 0, so the version vector alone says what is stored:
+//! an entry below its author's bound is already there (or is the other
+//! branch of a fork, which is recorded as a fork proof, never in the log).
+//! Stores therefore need no index by entry id. State is not written per
 //! entry: it is a pure function of the log, restored from the latest snapshot
 //! and the entries after it ([`load_replica`]).
 //!
@@ -14,7 +21,7 @@
 //! Web Worker) can implement it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use thiserror::Error;
 
@@ -33,15 +40,15 @@ pub trait Store {
     /// Spaces with anything stored.
     async fn spaces(&self) -> Result<Vec<SpaceId>, Self::Error>;
 
-    /// Appends entries to the space's log in the given order, skipping ones
-    /// already stored, and bumps the version vector, all in one atomic write.
+    /// Appends entries to the space's log in the given order, skipping every
+    /// entry whose author already has one at that seq in the log (the same
+    /// entry, or a fork of it), and bumps the version vector, all in one
+    /// atomic write. Entries must come in causal order, as a replica applies
+    /// them.
     async fn append(&self, space: &SpaceId, entries: &[Entry]) -> Result<(), Self::Error>;
 
     /// Entries from log position `from` on, in log order.
     async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, Self::Error>;
-
-    /// One entry by id.
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, Self::Error>;
 
     /// Number of entries in the space's log.
     async fn log_len(&self, space: &SpaceId) -> Result<u64, Self::Error>;
@@ -81,9 +88,6 @@ impl<S: Store> Store for std::rc::Rc<S> {
     }
     async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, Self::Error> {
         (**self).entries_from(space, from).await
-    }
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, Self::Error> {
-        (**self).entry(space, id).await
     }
     async fn log_len(&self, space: &SpaceId) -> Result<u64, Self::Error> {
         (**self).log_len(space).await
@@ -228,7 +232,6 @@ pub struct MemoryStoreError;
 #[derive(Default)]
 struct MemSpace {
     log: Vec<Entry>,
-    index: HashMap<EntryId, usize>,
     vv: VersionVector,
     snapshot: Option<Snapshot>,
     forks: Vec<Vec<u8>>,
@@ -259,11 +262,11 @@ impl Store for MemoryStore {
         let mut spaces = self.spaces.borrow_mut();
         let s = spaces.entry(*space).or_default();
         for e in entries {
-            if s.index.contains_key(&e.id()) {
+            let h = e.header();
+            if h.seq < s.vv.get(&h.author) {
                 continue;
             }
-            s.index.insert(e.id(), s.log.len());
-            s.vv.raise(e.header().author, e.header().seq + 1);
+            s.vv.raise(h.author, h.seq + 1);
             s.log.push(e.clone());
         }
         Ok(())
@@ -276,14 +279,6 @@ impl Store for MemoryStore {
             .get(space)
             .map(|s| s.log.iter().skip(from as usize).cloned().collect())
             .unwrap_or_default())
-    }
-
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, Self::Error> {
-        Ok(self
-            .spaces
-            .borrow()
-            .get(space)
-            .and_then(|s| s.index.get(id).map(|&i| s.log[i].clone())))
     }
 
     async fn log_len(&self, space: &SpaceId) -> Result<u64, Self::Error> {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use civicbase_core::op::{encode_payload, Op};
 use civicbase_core::store::conformance::block_on;
 use civicbase_core::store::{MemoryStore, MemoryStoreError, Store};
-use civicbase_core::{Entry, EntryId, SpaceId, VersionVector};
+use civicbase_core::{Entry, SpaceId, VersionVector};
 use civicbase_engine::{Engine, FixedEnv, PipeId, StorageError};
 use civicbase_proto::{ErrorCode, Event, Request, RequestBody, ResponseBody, ViewData, ViewQuery};
 
@@ -317,9 +317,6 @@ impl Store for &TinyStore {
     }
     async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, TinyError> {
         Ok(self.inner.entries_from(space, from).await?)
-    }
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, TinyError> {
-        Ok(self.inner.entry(space, id).await?)
     }
     async fn log_len(&self, space: &SpaceId) -> Result<u64, TinyError> {
         Ok(self.inner.log_len(space).await?)

@@ -8,30 +8,50 @@
 //!
 //! | object store | key                          | value                                          |
 //! |--------------|------------------------------|------------------------------------------------|
-//! | `log`        | `[space, position]`          | the entry's wire bytes ([`Entry::encode`])     |
-//! | `by_id`      | `[space, entry id]`          | the entry's log position (a number)            |
-//! | `meta`       | `space`                      | varint log length, then the [`VersionVector`]  |
+//! | `log`        | `[space, first position]`    | a segment: consecutive entries' wire bytes     |
+//! | `meta`       | `space`                      | varint log length, the [`VersionVector`], then the first position of the last segment |
 //! | `snapshots`  | `space`                      | varint entries covered, then the snapshot bytes|
 //! | `forks`      | `[space, hash of the proof]` | the encoded fork proof                         |
 //! | `secrets`    | name                         | the secret's bytes                             |
 //!
-//! Array keys compare element by element, so the entries of one space are
-//! contiguous and in log order: [`Store::entries_from`] is a single
-//! `getAll` over `[space, from] ..= [space, +∞]`.
+//! Array keys compare element by element, so the segments of one space are
+//! contiguous and in log order.
+//!
+//! # Segments
+//!
+//! The log is stored in segments of up to [`SEGMENT_ENTRIES`] consecutive
+//! entries (and about [`SEGMENT_BYTES`]), each the concatenation of its
+//! entries' self-delimiting encodings ([`Entry::encode`]), keyed by the log
+//! position of its first entry. A batch of a thousand entries from a sync
+//! or a bundle is a handful of records rather than a thousand, which is
+//! what makes ingest and start-up fast: IndexedDB's cost is mostly per
+//! record. A small batch (one entry a user just wrote) is merged into the
+//! last segment while that holds fewer than [`MERGE_BELOW`] entries, so a
+//! log written one entry at a time is not one record per entry either.
+//!
+//! [`Store::entries_from`] reads every segment that can hold the position
+//! (none starts more than `SEGMENT_ENTRIES - 1` before it) with one
+//! `getAll` and one `getAllKeys` over the same range. No index by entry id
+//! is kept: the version vector says what is stored (see [`Store`]).
+//!
+//! Schema version 1 stored one entry per record, with a `by_id` index. A
+//! one-entry record is a valid segment, so the upgrade to version 2 only
+//! deletes `by_id`; the entries stay where they are.
 //!
 //! # Atomic appends
 //!
-//! [`Store::append`] runs in one readwrite transaction over `log`, `by_id`
-//! and `meta`. Inside it, it reads the space's length and version vector
-//! and looks up every id of the batch, then writes the new entries at the
-//! following positions, their `by_id` rows and the new `meta` record, and
-//! waits for the commit. An IndexedDB transaction is all or nothing, so a
-//! tab killed mid-write leaves the log as it was before the batch: a valid
-//! prefix, with a length and version vector that match it. Writes ask for
-//! `strict` durability (flushed to disk before the commit is reported), so
-//! that a device never forgets an entry it may already have sent to a peer:
-//! re-authoring that sequence number after a power cut would fork its own
-//! log. Snapshots are the exception (see [`Store::put_snapshot`]).
+//! [`Store::append`] runs in one readwrite transaction over `log` and
+//! `meta`. Inside it, it reads the space's `meta` record (and the last
+//! segment, when the batch is merged into it), drops entries at or below
+//! their author's stored bound, then writes the segments and the new `meta`
+//! record, and waits for the commit. An IndexedDB transaction is all or
+//! nothing, so a tab killed mid-write leaves the log as it was before the
+//! batch: a valid prefix, with a length and version vector that match it.
+//! Writes ask for `strict` durability (flushed to disk before the commit is
+//! reported), so that a device never forgets an entry it may already have
+//! sent to a peer: re-authoring that sequence number after a power cut would
+//! fork its own log. Snapshots are the exception (see
+//! [`Store::put_snapshot`]).
 //!
 //! # Connection life cycle
 //!
@@ -44,7 +64,7 @@
 //! connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -53,7 +73,7 @@ use std::task::{Poll, Waker};
 
 use civicbase_core::codec::{DecodeError, Reader, Writer};
 use civicbase_core::entry::Entry;
-use civicbase_core::id::{EntryId, Hash, SpaceId};
+use civicbase_core::id::{Hash, SpaceId};
 use civicbase_core::replica::Snapshot;
 use civicbase_core::store::Store;
 use civicbase_core::vv::VersionVector;
@@ -73,9 +93,19 @@ use wasm_bindgen::{JsCast, JsValue};
 
 /// The schema version this build creates and expects. Raise it together
 /// with a new step in the upgrade function.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Most entries in one log segment.
+pub const SEGMENT_ENTRIES: u64 = 256;
+/// A segment is closed once it holds this many bytes (one entry may make
+/// it larger).
+pub const SEGMENT_BYTES: usize = 256 * 1024;
+/// A batch is merged into the last segment while that holds fewer entries
+/// than this.
+pub const MERGE_BELOW: u64 = 32;
 
 const LOG: &str = "log";
+/// The id index of schema version 1.
 const BY_ID: &str = "by_id";
 const META: &str = "meta";
 const SNAPSHOTS: &str = "snapshots";
@@ -83,7 +113,7 @@ const FORKS: &str = "forks";
 const SECRETS: &str = "secrets";
 
 /// Every object store of [`SCHEMA_VERSION`].
-const STORES: [&str; 6] = [LOG, BY_ID, META, SNAPSHOTS, FORKS, SECRETS];
+const STORES: [&str; 5] = [LOG, META, SNAPSHOTS, FORKS, SECRETS];
 
 /// The `DOMException` name browsers use when a site's storage is full.
 const QUOTA_EXCEEDED: &str = "QuotaExceededError";
@@ -398,10 +428,16 @@ impl Drop for IdbStore {
 /// Brings a database from `event.old_version()` to [`SCHEMA_VERSION`]. Each
 /// version's step runs if the database is older than it.
 fn upgrade(event: VersionChangeEvent, db: Database) -> indexed_db_futures::Result<()> {
-    if event.old_version() < 1.0 {
+    let old = event.old_version();
+    if old < 1.0 {
         for store in STORES {
             db.create_object_store(store).build()?;
         }
+    }
+    if (1.0..2.0).contains(&old) {
+        // Version 1's one-entry records are valid segments; its id index
+        // is no longer kept.
+        db.delete_object_store(BY_ID)?;
     }
     Ok(())
 }
@@ -496,6 +532,19 @@ async fn get_range(
         .collect()
 }
 
+/// Every key in `range`, in key order.
+async fn get_range_keys(
+    store: &ObjectStore<'_>,
+    range: KeyRange<JsValue>,
+) -> indexed_db_futures::Result<Vec<JsValue>> {
+    store
+        .get_all_keys::<JsValue>()
+        .with_query::<JsValue, _>(range)
+        .primitive()?
+        .await?
+        .collect()
+}
+
 /// Every key of `store`, in key order.
 async fn all_keys(store: &ObjectStore<'_>) -> indexed_db_futures::Result<Vec<JsValue>> {
     store
@@ -517,10 +566,6 @@ fn pair(space: &SpaceId, second: &JsValue) -> JsValue {
 fn log_key(space: &SpaceId, position: u64) -> JsValue {
     // Positions stay far below 2^53, where f64 is exact.
     pair(space, &JsValue::from_f64(position as f64))
-}
-
-fn id_key(space: &SpaceId, id: &EntryId) -> JsValue {
-    pair(space, &JsValue::from_str(&id.to_hex()))
 }
 
 /// Every `[space, …]` key: `[space]` sorts before them (a prefix is
@@ -546,15 +591,29 @@ fn value_bytes(store: &'static str, value: JsValue) -> Result<Vec<u8>, IdbError>
         .map_err(|_| IdbError::corrupt(store, "the value is not a Uint8Array"))
 }
 
-fn decode_entry(value: JsValue) -> Result<Entry, IdbError> {
+/// The entries of a segment, in order.
+fn decode_segment(value: JsValue) -> Result<Vec<Entry>, IdbError> {
     let bytes = value_bytes(LOG, value)?;
-    Entry::decode(&bytes).map_err(|e| IdbError::undecodable(LOG, "the entry does not decode", e))
+    let mut r = Reader::new(&bytes);
+    let mut entries = Vec::new();
+    while r.remaining() > 0 {
+        entries.push(
+            Entry::decode_from(&mut r)
+                .map_err(|e| IdbError::undecodable(LOG, "an entry does not decode", e))?,
+        );
+    }
+    if entries.is_empty() {
+        return Err(IdbError::corrupt(LOG, "a segment is empty"));
+    }
+    Ok(entries)
 }
 
-fn decode_position(value: &JsValue) -> Result<u64, IdbError> {
-    match value.as_f64() {
+/// The log position in a `log` key.
+fn decode_position(key: &JsValue) -> Result<u64, IdbError> {
+    let position = key.dyn_ref::<Array>().map(|a| a.get(1)).unwrap_or_default();
+    match position.as_f64() {
         Some(p) if p >= 0.0 && p.fract() == 0.0 && p < MAX_POSITION => Ok(p as u64),
-        _ => Err(IdbError::corrupt(BY_ID, "the value is not a log position")),
+        _ => Err(IdbError::corrupt(LOG, "the key is not a log position")),
     }
 }
 
@@ -569,6 +628,8 @@ fn decode_space(store: &'static str, key: &JsValue) -> Result<SpaceId, IdbError>
 struct Meta {
     len: u64,
     vv: VersionVector,
+    /// First position of the last segment (absent in version 1 records).
+    tail: Option<u64>,
 }
 
 impl Meta {
@@ -576,6 +637,9 @@ impl Meta {
         let mut w = Writer::default();
         w.varint(self.len);
         self.vv.encode(&mut w);
+        if let Some(tail) = self.tail {
+            w.varint(tail);
+        }
         bytes_value(&w.finish())
     }
 
@@ -586,8 +650,19 @@ impl Meta {
             |e| IdbError::undecodable(META, "the log length and version vector do not decode", e);
         let len = r.varint().map_err(undecodable)?;
         let vv = VersionVector::decode(&mut r).map_err(undecodable)?;
+        let tail = if r.remaining() == 0 {
+            None
+        } else {
+            Some(r.varint().map_err(undecodable)?)
+        };
         r.finish().map_err(undecodable)?;
-        Ok(Meta { len, vv })
+        if tail.is_some_and(|t| t >= len) {
+            return Err(IdbError::corrupt(
+                META,
+                "the last segment starts past the end of the log",
+            ));
+        }
+        Ok(Meta { len, vv, tail })
     }
 }
 
@@ -635,55 +710,55 @@ impl Store for IdbStore {
 
     async fn append(&self, space: &SpaceId, entries: &[Entry]) -> Result<(), IdbError> {
         const OP: &str = "append";
-        let tx = self.write(&[LOG, BY_ID, META], TransactionDurability::Strict, OP)?;
+        let tx = self.write(&[LOG, META], TransactionDurability::Strict, OP)?;
         let log = tx.object_store(LOG).during(OP)?;
-        let by_id = tx.object_store(BY_ID).during(OP)?;
         let meta = tx.object_store(META).during(OP)?;
         // The transaction stays active while requests are pending.
         let stored = get(&meta, space_key(space)).during(OP)?.await.during(OP)?;
         let created = stored.is_none();
         let mut state = stored.map_or(Ok(Meta::default()), Meta::decode)?;
-        // The stored version vector says which entries cannot be stored yet:
-        // an author's entry at or above its bound. Only the others (entries
-        // another tab may have written first) are looked up, all at once.
-        let lookups = entries
-            .iter()
-            .map(|e| {
-                let h = e.header();
-                if h.seq < state.vv.get(&h.author) {
-                    get(&by_id, id_key(space, &e.id())).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .during(OP)?;
+        // An entry below its author's bound is stored already, or is the
+        // other branch of a fork; the log keeps one entry per seq.
         let mut fresh = Vec::new();
-        let mut seen = HashSet::new();
-        for (entry, lookup) in entries.iter().zip(lookups) {
-            let known = match lookup {
-                Some(request) => request.await.during(OP)?.is_some(),
-                None => false,
-            };
-            if !known && seen.insert(entry.id()) {
+        for entry in entries {
+            let h = entry.header();
+            if h.seq >= state.vv.get(&h.author) {
+                state.vv.raise(h.author, h.seq.saturating_add(1));
                 fresh.push(entry);
             }
         }
         if fresh.is_empty() && !created {
             return Ok(());
         }
+        // Start in the last segment if it is small, else a new one.
+        let mut start = state.len;
+        let mut segment = Vec::new();
+        if let Some(tail) = state.tail.filter(|t| state.len - t < MERGE_BELOW) {
+            if !fresh.is_empty() {
+                let key = log_key(space, tail);
+                if let Some(value) = get(&log, key).during(OP)?.await.during(OP)? {
+                    segment = value_bytes(LOG, value)?;
+                    start = tail;
+                }
+            }
+        }
+        let mut count = state.len - start;
         for entry in fresh {
-            let position = state.len;
-            put(&log, log_key(space, position), bytes_value(&entry.encode())).during(OP)?;
-            put(
-                &by_id,
-                id_key(space, &entry.id()),
-                JsValue::from_f64(position as f64),
-            )
-            .during(OP)?;
-            let header = entry.header();
-            state.vv.raise(header.author, header.seq.saturating_add(1));
-            state.len += 1;
+            if count > 0
+                && (count >= SEGMENT_ENTRIES || segment.len() + entry.encoded_len() > SEGMENT_BYTES)
+            {
+                put(&log, log_key(space, start), bytes_value(&segment)).during(OP)?;
+                start += count;
+                count = 0;
+                segment.clear();
+            }
+            entry.encode_into(&mut segment);
+            count += 1;
+        }
+        if count > 0 {
+            put(&log, log_key(space, start), bytes_value(&segment)).during(OP)?;
+            state.tail = Some(start);
+            state.len = start + count;
         }
         put(&meta, space_key(space), state.encode()).during(OP)?;
         commit(tx, OP).await
@@ -693,42 +768,39 @@ impl Store for IdbStore {
         const OP: &str = "entries_from";
         let tx = self.read(&[LOG], OP)?;
         let log = tx.object_store(LOG).during(OP)?;
-        let end = pair(space, &JsValue::from_f64(f64::INFINITY));
-        let range = KeyRange::Bound(log_key(space, from), false, end, false);
-        get_range(&log, range)
-            .await
-            .during(OP)?
-            .into_iter()
-            .map(decode_entry)
-            .collect()
-    }
-
-    async fn entry(&self, space: &SpaceId, id: &EntryId) -> Result<Option<Entry>, IdbError> {
-        const OP: &str = "entry";
-        let tx = self.read(&[LOG, BY_ID], OP)?;
-        let log = tx.object_store(LOG).during(OP)?;
-        let by_id = tx.object_store(BY_ID).during(OP)?;
-        let Some(position) = get(&by_id, id_key(space, id))
-            .during(OP)?
-            .await
-            .during(OP)?
-        else {
-            return Ok(None);
+        // The segment holding `from` starts at most SEGMENT_ENTRIES - 1
+        // before it.
+        let first = from.saturating_sub(SEGMENT_ENTRIES - 1);
+        let range = || {
+            let end = pair(space, &JsValue::from_f64(f64::INFINITY));
+            KeyRange::Bound(log_key(space, first), false, end, false)
         };
-        let position = decode_position(&position)?;
-        let value = get(&log, log_key(space, position))
-            .during(OP)?
-            .await
-            .during(OP)?
-            .ok_or_else(|| IdbError::corrupt(LOG, "an indexed entry is missing from the log"))?;
-        let entry = decode_entry(value)?;
-        if entry.id() != *id {
-            return Err(IdbError::corrupt(
-                BY_ID,
-                "the indexed position holds another entry",
-            ));
+        // Both requests run in the one transaction, so they see the same
+        // segments in the same order.
+        let keys = get_range_keys(&log, range());
+        let values = get_range(&log, range());
+        let (keys, values) = futures_util::future::join(keys, values).await;
+        let (keys, values) = (keys.during(OP)?, values.during(OP)?);
+        if keys.len() != values.len() {
+            return Err(IdbError::corrupt(LOG, "keys and segments do not pair up"));
         }
-        Ok(Some(entry))
+        let mut out = Vec::new();
+        let mut expected = None;
+        for (key, value) in keys.iter().zip(values) {
+            let start = decode_position(key)?;
+            if expected.is_some_and(|e| e != start) {
+                return Err(IdbError::corrupt(LOG, "the segments leave a gap"));
+            }
+            let entries = decode_segment(value)?;
+            let end = start + entries.len() as u64;
+            expected = Some(end);
+            if end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(start) as usize;
+            out.extend(entries.into_iter().skip(skip));
+        }
+        Ok(out)
     }
 
     async fn log_len(&self, space: &SpaceId) -> Result<u64, IdbError> {

@@ -82,8 +82,8 @@ async fn data_survives_closing_and_reopening() {
         replica.version_vector()
     );
     assert_eq!(
-        store.entry(&space, &entries[3].id()).await.expect("get"),
-        Some(entries[3].clone())
+        store.entries_from(&space, 3).await.expect("read"),
+        entries[3..].to_vec()
     );
     assert_eq!(
         store.snapshot(&space).await.expect("snapshot"),
@@ -130,10 +130,104 @@ async fn a_batch_repeating_an_id_stores_it_once() {
         store.entries_from(&space, 3).await.expect("read"),
         entries[3..5].to_vec()
     );
+    assert_eq!(store.log_len(&space).await.expect("len"), 5);
+}
+
+/// A database written by schema version 1 (one record per entry and an id
+/// index) opens: its entries read back from any position, the id index is
+/// gone, and new appends continue the log.
+#[wasm_bindgen_test]
+async fn a_version_1_database_is_upgraded_in_place() {
+    use civicbase_core::codec::Writer;
+    use indexed_db_futures::prelude::*;
+    use indexed_db_futures::transaction::TransactionMode;
+    use js_sys::{Array, Uint8Array};
+
+    let name = fresh_name();
+    let (replica, entries) = fixture_log(24);
+    let space = replica.space();
+    let hex = JsValue::from_str(&space.to_hex());
+    let stored = 6;
+    {
+        let v1 = Database::open(name.as_str())
+            .with_version(1u32)
+            .with_on_upgrade_needed(|_, db: Database| {
+                for store in ["log", "by_id", "meta", "snapshots", "forks", "secrets"] {
+                    db.create_object_store(store).build()?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("create a version 1 database");
+        let tx = v1
+            .transaction(["log", "by_id", "meta"])
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .expect("transaction");
+        let log = tx.object_store("log").expect("log");
+        let by_id = tx.object_store("by_id").expect("by_id");
+        let meta = tx.object_store("meta").expect("meta");
+        let mut vv = civicbase_core::VersionVector::default();
+        for (position, entry) in entries[..stored].iter().enumerate() {
+            let key: JsValue = Array::of2(&hex, &JsValue::from_f64(position as f64)).into();
+            let value: JsValue = Uint8Array::from(entry.encode().as_slice()).into();
+            log.put(value)
+                .with_key(key)
+                .without_key_type()
+                .primitive()
+                .expect("put entry");
+            let id_key: JsValue = Array::of2(&hex, &JsValue::from_str(&entry.id().to_hex())).into();
+            by_id
+                .put(JsValue::from_f64(position as f64))
+                .with_key(id_key)
+                .without_key_type()
+                .primitive()
+                .expect("put id");
+            vv.raise(entry.header().author, entry.header().seq + 1);
+        }
+        let mut w = Writer::default();
+        w.varint(stored as u64);
+        vv.encode(&mut w);
+        let value: JsValue = Uint8Array::from(w.finish().as_slice()).into();
+        meta.put(value)
+            .with_key(hex.clone())
+            .without_key_type()
+            .primitive()
+            .expect("put meta");
+        tx.commit().await.expect("commit");
+        v1.close();
+    }
+    let store = IdbStore::open(&name).await.expect("upgrade");
+    for from in 0..=stored {
+        assert_eq!(
+            store.entries_from(&space, from as u64).await.expect("read"),
+            entries[from..stored].to_vec(),
+            "reading from {from}"
+        );
+    }
+    assert_eq!(store.version_vector(&space).await.expect("vv"), {
+        let memory = MemoryStore::new();
+        memory
+            .append(&space, &entries[..stored])
+            .await
+            .expect("append");
+        memory.version_vector(&space).await.expect("vv")
+    });
+    store
+        .append(&space, &entries)
+        .await
+        .expect("append the rest");
+    assert_eq!(store.entries_from(&space, 0).await.expect("read"), entries);
     assert_eq!(
-        store.entry(&space, &entries[4].id()).await.expect("get"),
-        Some(entries[4].clone())
+        store.entries_from(&space, 4).await.expect("read"),
+        entries[4..].to_vec()
     );
+    drop(store);
+    let raw = Database::open(name.as_str()).await.expect("open raw");
+    let names: Vec<String> = raw.object_store_names().collect();
+    assert!(!names.iter().any(|n| n == "by_id"), "{names:?}");
+    assert_eq!(raw.version(), f64::from(SCHEMA_VERSION));
+    raw.close();
 }
 
 #[wasm_bindgen_test]
@@ -250,8 +344,9 @@ async fn a_full_disk_is_reported_and_the_failed_batch_leaves_nothing() {
     let (replica, entries) = fixture_log(23);
     let space = replica.space();
     store.append(&space, &entries).await.expect("small append");
-    // Three entries of 400 KiB each: together above the quota.
-    let author = Keypair::from_seed([23; 32]);
+    // Three entries of 400 KiB each by a new author: together above the
+    // quota.
+    let author = Keypair::from_seed([7; 32]);
     let big: Vec<Entry> = (0..3u64)
         .map(|seq| {
             Entry::sign(
@@ -277,7 +372,6 @@ async fn a_full_disk_is_reported_and_the_failed_batch_leaves_nothing() {
         store.version_vector(&space).await.expect("vv"),
         replica.version_vector()
     );
-    assert_eq!(store.entry(&space, &big[0].id()).await.expect("get"), None);
     // Other writes report it too, and the store stays usable.
     let err = store
         .put_secret("big", &incompressible(2 * QUOTA as usize, 99))

@@ -17,7 +17,6 @@ use std::task::{Context, Poll, Waker};
 use super::{encode_fork_proof, load_replica, persist_applied, Store};
 use crate::entry::Entry;
 use crate::hlc::Timestamp;
-use crate::id::Hash;
 use crate::identity::Keypair;
 use crate::op::{Op, Role};
 use crate::replica::{ForkProof, NewSpace, Replica, ReplicaConfig};
@@ -27,14 +26,18 @@ use crate::replica::{ForkProof, NewSpace, Replica, ReplicaConfig};
 macro_rules! store_conformance_tests {
     (native, $make:expr) => {
         $crate::store_conformance_tests!(@each native, $make, [
-            append_and_read_back, append_is_idempotent, version_vector_tracks_appends,
+            append_and_read_back, long_logs_read_from_any_position,
+            append_keeps_one_entry_per_author_and_seq, append_is_idempotent,
+            version_vector_tracks_appends,
             spaces_are_isolated, snapshot_round_trip, load_uses_snapshot_and_tail,
             load_without_snapshot_rebuilds, fork_proofs_persist, secrets_round_trip
         ]);
     };
     (wasm, $make:expr) => {
         $crate::store_conformance_tests!(@each wasm, $make, [
-            append_and_read_back, append_is_idempotent, version_vector_tracks_appends,
+            append_and_read_back, long_logs_read_from_any_position,
+            append_keeps_one_entry_per_author_and_seq, append_is_idempotent,
+            version_vector_tracks_appends,
             spaces_are_isolated, snapshot_round_trip, load_uses_snapshot_and_tail,
             load_without_snapshot_rebuilds, fork_proofs_persist, secrets_round_trip
         ]);
@@ -151,16 +154,99 @@ pub async fn append_and_read_back<S: Store>(store: &S) {
         store.log_len(&r.space()).await.expect("len"),
         entries.len() as u64
     );
-    let e = store
-        .entry(&r.space(), &entries[4].id())
+    assert!(
+        store
+            .entries_from(&r.space(), entries.len() as u64)
+            .await
+            .expect("read")
+            .is_empty(),
+        "nothing after the end"
+    );
+}
+
+/// A long log written in batches of very different sizes reads back whole
+/// from any position, across however the store groups its records.
+pub async fn long_logs_read_from_any_position<S: Store>(store: &S) {
+    let (mut r, alice, bob) = fixture(10);
+    for i in 0..700u64 {
+        let who = if i % 3 == 0 { &bob } else { &alice };
+        r.author(
+            who,
+            vec![Op::PostNotice {
+                title: format!("notice {i}"),
+                body: "x".repeat((i % 50) as usize),
+            }],
+            NOW + 100 + i,
+        )
+        .expect("post");
+    }
+    let entries = all_entries(&r);
+    let mut at = 0;
+    for size in [1, 1, 300, 5, 1, 1, 1, 392] {
+        let end = (at + size).min(entries.len());
+        store
+            .append(&r.space(), &entries[at..end])
+            .await
+            .expect("append");
+        at = end;
+    }
+    store
+        .append(&r.space(), &entries[at..])
         .await
-        .expect("get");
-    assert_eq!(e.as_ref(), Some(&entries[4]));
-    let none = store
-        .entry(&r.space(), &Hash::of(b"nothing"))
+        .expect("append the rest");
+    assert_eq!(
+        store.log_len(&r.space()).await.expect("len"),
+        entries.len() as u64
+    );
+    let mut positions: Vec<usize> = (0..entries.len()).step_by(37).collect();
+    positions.extend([1, 2, 255, 256, 257, 301, 302, 306, 310, 511, 512, 700]);
+    positions.push(entries.len() - 1);
+    for from in positions {
+        let back = store
+            .entries_from(&r.space(), from as u64)
+            .await
+            .expect("read");
+        assert!(
+            back == entries[from..],
+            "reading from position {from} of {}",
+            entries.len()
+        );
+    }
+}
+
+/// The log keeps one entry per author and seq: a second entry at a stored
+/// seq (the other branch of a fork) is not appended.
+pub async fn append_keeps_one_entry_per_author_and_seq<S: Store>(store: &S) {
+    let (r, _, bob) = fixture(11);
+    let entries = all_entries(&r);
+    store.append(&r.space(), &entries).await.expect("append");
+    let last = r.version_vector().get(&bob.author()) - 1;
+    let fork = Entry::sign(
+        &bob,
+        r.space(),
+        last,
+        r.entry_at(&bob.author(), last - 1),
+        Vec::new(),
+        Timestamp::from_millis(NOW + 500),
+        crate::op::encode_payload(&[Op::PostNotice {
+            title: "the other branch".into(),
+            body: String::new(),
+        }]),
+    );
+    assert_ne!(Some(fork.id()), r.entry_at(&bob.author(), last));
+    store
+        .append(&r.space(), std::slice::from_ref(&fork))
         .await
-        .expect("get");
-    assert!(none.is_none(), "unknown id must be None");
+        .expect("append the fork");
+    assert_eq!(
+        store.entries_from(&r.space(), 0).await.expect("read"),
+        entries,
+        "the fork must not enter the log"
+    );
+    assert_eq!(
+        store.version_vector(&r.space()).await.expect("vv"),
+        r.version_vector()
+    );
 }
 
 /// Appending an entry twice stores it once.
