@@ -358,7 +358,7 @@ where
                 ),
             }
         }
-        if let Err(e) = self.engine.maintain().await {
+        if let Err(e) = self.engine.maintain(&self.env).await {
             warn!(error = %e.message, "cannot write a snapshot");
         }
         self.drain_engine_events();
@@ -958,7 +958,7 @@ where
                 );
             }
         }
-        if let Err(e) = self.engine.maintain().await {
+        if let Err(e) = self.engine.maintain(&self.env).await {
             warn!(error = %e.message, "cannot write a snapshot");
         }
         for t in &self.topics {

@@ -145,6 +145,9 @@ struct Slot {
     since_snapshot: u64,
     /// How many of the store's log entries this engine has read.
     store_pos: u64,
+    /// When a pipe last delivered entries (ms), to tell a stream in
+    /// progress from a quiet space.
+    last_received_ms: u64,
 }
 
 impl Slot {
@@ -156,6 +159,7 @@ impl Slot {
             unsaved: Vec::new(),
             since_snapshot: 0,
             store_pos,
+            last_received_ms: 0,
         }
     }
 
@@ -171,6 +175,8 @@ const PENDING_JOIN_PREFIX: &str = "pending-join:";
 /// bytes each.
 const REPLICATED_KEY: &str = "replicated-spaces";
 const SNAPSHOT_EVERY: u64 = 500;
+/// A space that received nothing for this long is not streaming.
+const QUIET_MS: u64 = 1_000;
 const INVITE_PREFIX: &str = "join1";
 
 /// This device's identity.
@@ -190,6 +196,10 @@ pub struct Engine<S: Store> {
     next_pipe: u64,
     events: Vec<Event>,
     status: StatusInfo,
+    /// Inside a batch (see [`Engine::begin_batch`]).
+    batching: bool,
+    /// Spaces whose pipe input in this batch is not yet stored.
+    dirty: std::collections::BTreeSet<SpaceId>,
 }
 
 type Reply = Result<ResponseBody, ErrorInfo>;
@@ -286,6 +296,8 @@ where
             next_pipe: 0,
             events: Vec::new(),
             status: StatusInfo::default(),
+            batching: false,
+            dirty: std::collections::BTreeSet::new(),
         };
         if let Some(bytes) = engine
             .store
@@ -329,14 +341,24 @@ where
             .collect())
     }
 
-    /// Housekeeping for quiet moments (the driver calls it every few
-    /// seconds): writes a snapshot of every space with at least 500 entries
-    /// stored since its last one, so the next start replays a short tail.
-    pub async fn maintain(&mut self) -> Result<(), ErrorInfo> {
+    /// Housekeeping (the driver calls it every few seconds): writes a
+    /// snapshot of every space with at least 500 entries stored since its
+    /// last one, so the next start replays a short tail. Every snapshot
+    /// rewrites the whole state, so while entries are still streaming in
+    /// (some arrived in the last second) a space gets one only once its
+    /// tail is half its log: a long first sync writes a few snapshots, not
+    /// one per batch.
+    pub async fn maintain(&mut self, env: &dyn Env) -> Result<(), ErrorInfo> {
+        let now = env.now_ms();
         let due: Vec<SpaceId> = self
             .spaces
             .iter()
-            .filter(|(_, slot)| slot.since_snapshot >= SNAPSHOT_EVERY && slot.unsaved.is_empty())
+            .filter(|(_, slot)| {
+                let quiet = now.saturating_sub(slot.last_received_ms) >= QUIET_MS;
+                slot.since_snapshot >= SNAPSHOT_EVERY
+                    && slot.unsaved.is_empty()
+                    && (quiet || slot.since_snapshot * 2 >= slot.store_pos)
+            })
             .map(|(id, _)| *id)
             .collect();
         for space in due {
@@ -739,8 +761,8 @@ where
         self.try_pending_join(space, env).await;
     }
 
-    /// Writes unsaved entries of `space` to the store, then a snapshot when
-    /// enough has accumulated.
+    /// Writes unsaved entries of `space` to the store (snapshots are
+    /// [`Engine::maintain`]'s).
     async fn flush(&mut self, space: &SpaceId) -> Result<(), ErrorInfo> {
         let Some(slot) = self.spaces.get_mut(space) else {
             return Ok(());
@@ -760,16 +782,6 @@ where
                 slot.since_snapshot += n;
                 if len == Some(slot.store_pos + n) {
                     slot.store_pos += n;
-                }
-                // While entries stream in (a first sync), snapshot only when
-                // the tail outgrows a quarter of the log: every snapshot
-                // rewrites the whole state. `maintain` catches up when idle.
-                if slot.since_snapshot >= SNAPSHOT_EVERY.max(slot.store_pos / 4) {
-                    let snap = slot.replica.snapshot();
-                    slot.since_snapshot = 0;
-                    if let Err(e) = self.store.put_snapshot(space, &snap).await {
-                        return Err(storage_err(&e));
-                    }
                 }
                 for p in self.spaces[space].replica.forks() {
                     let bytes = civicbase_core::store::encode_fork_proof(p);
@@ -981,6 +993,9 @@ where
             }
         };
         p.last_sync_ms = Some(env.now_ms());
+        if !events.applied.is_empty() {
+            slot.last_received_ms = env.now_ms();
+        }
         for id in &events.applied {
             if let Some(e) = slot.replica.get(id) {
                 slot.unsaved.push(e.clone());
@@ -1011,9 +1026,39 @@ where
                     other.session.start(&slot.replica);
                 }
             }
-            self.after_change(&space, env).await;
+            if self.batching {
+                self.dirty.insert(space);
+            } else {
+                self.after_change(&space, env).await;
+            }
         }
         Ok(applied)
+    }
+
+    /// Starts a batch of pipe input: until [`Engine::end_batch`], what
+    /// [`Engine::pipe_input`] applies is kept in memory (and synced back on
+    /// its own pipe as usual) but stored, pushed to the other pipes and
+    /// reported only at the end of the batch. A driver with several frames
+    /// waiting feeds them in one batch, so that they cost one store write
+    /// instead of one each. Requests ([`Engine::handle`]) store everything
+    /// unsaved of their space as usual, batch or not.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Whether a batch is open.
+    pub fn in_batch(&self) -> bool {
+        self.batching
+    }
+
+    /// Ends a batch: stores, pushes on and reports what its pipe input
+    /// applied. A storage failure is reported as an alert, and the entries
+    /// stay in memory to be retried, as for any write.
+    pub async fn end_batch(&mut self, env: &dyn Env) {
+        self.batching = false;
+        for space in std::mem::take(&mut self.dirty) {
+            self.after_change(&space, env).await;
+        }
     }
 
     /// Frames to send on a pipe.

@@ -284,10 +284,22 @@ fn two_tabs_on_one_store_never_fork_their_shared_device() {
     assert_eq!(stored, 11, "genesis and ten notices, each stored once");
 }
 
-/// A store whose appends fail with a full quota while `full` is set.
+/// A store whose appends fail with a full quota while `full` is set, and
+/// which counts the appends that reach it.
 struct TinyStore {
     inner: MemoryStore,
     full: Cell<bool>,
+    appends: Cell<u32>,
+}
+
+impl TinyStore {
+    fn new() -> Self {
+        TinyStore {
+            inner: MemoryStore::new(),
+            full: Cell::new(false),
+            appends: Cell::new(0),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +325,7 @@ impl Store for &TinyStore {
         if self.full.get() {
             return Err(TinyError::Quota);
         }
+        self.appends.set(self.appends.get() + 1);
         Ok(self.inner.append(space, entries).await?)
     }
     async fn entries_from(&self, space: &SpaceId, from: u64) -> Result<Vec<Entry>, TinyError> {
@@ -354,10 +367,7 @@ impl Store for &TinyStore {
 #[test]
 fn a_full_quota_is_reported_and_loses_nothing() {
     let env = FixedEnv::new(T, 4);
-    let store = TinyStore {
-        inner: MemoryStore::new(),
-        full: Cell::new(false),
-    };
+    let store = TinyStore::new();
     let mut e = device(&store, &env, "Alice");
     let space = new_space(&mut e, &env);
     e.take_events();
@@ -385,6 +395,78 @@ fn a_full_quota_is_reported_and_loses_nothing() {
     assert_eq!(
         notice_titles(&mut again, &env, space),
         ["After freeing space", "Written while full"]
+    );
+}
+
+#[test]
+fn frames_fed_in_one_batch_are_stored_once_at_its_end() {
+    let env = FixedEnv::new(T, 6);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let space = new_space(&mut a, &env);
+    for i in 0..600 {
+        post(
+            &mut a,
+            &env,
+            space,
+            &format!("notice {i} with a longer title"),
+        )
+        .expect("post");
+    }
+    let id = civicbase_core::Hash(space);
+    let store = TinyStore::new();
+    let mut b = block_on(Engine::open(&store, &env)).expect("open");
+    block_on(b.replicate(id)).expect("replicate");
+    let pa = a.open_pipe(id, "b".into(), "test".into()).expect("pipe");
+    let pb = b.open_pipe(id, "a".into(), "test".into()).expect("pipe");
+    b.begin_batch();
+    let mut frames_to_b = 0;
+    for _ in 0..50 {
+        let to_b = a.pipe_output(pa);
+        let to_a = b.pipe_output(pb);
+        if to_a.is_empty() && to_b.is_empty() {
+            break;
+        }
+        frames_to_b += to_b.len();
+        for f in to_b {
+            block_on(b.pipe_input(pb, &f, &env)).expect("frame");
+        }
+        for f in to_a {
+            block_on(a.pipe_input(pa, &f, &env)).expect("frame");
+        }
+    }
+    assert!(frames_to_b > 2, "the space takes several frames");
+    assert_eq!(store.appends.get(), 0, "nothing is stored inside the batch");
+    assert_eq!(b.unsaved(&id), 601, "but everything is kept");
+    assert!(
+        !b.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::Changed { .. })),
+        "changes are reported at the end"
+    );
+    block_on(b.end_batch(&env));
+    assert_eq!(store.appends.get(), 1, "one write for the whole batch");
+    assert_eq!(b.unsaved(&id), 0);
+    assert_eq!(block_on(store.inner.log_len(&id)).expect("len"), 601);
+    assert!(b
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::Changed { .. })));
+    assert_eq!(
+        a.replica(&id).map(|r| r.state_hash()),
+        b.replica(&id).map(|r| r.state_hash())
+    );
+    // Once the stream has been quiet for a second, housekeeping writes a
+    // snapshot, and a restart restores it.
+    env.advance(1_000);
+    block_on(b.maintain(&env)).expect("maintain");
+    assert!(block_on(store.inner.snapshot(&id))
+        .expect("snapshot")
+        .is_some());
+    drop(b);
+    let again = block_on(Engine::open(&store, &env)).expect("reopen");
+    assert_eq!(
+        again.replica(&id).map(|r| r.state_hash()),
+        a.replica(&id).map(|r| r.state_hash())
     );
 }
 

@@ -25,7 +25,9 @@ use std::rc::Rc;
 use civicbase_core::{Hash, SpaceId};
 use civicbase_engine::mesh::{topic, LinkId, Links};
 use civicbase_engine::{Engine, Env, PipeId, StorageError};
-use civicbase_proto::{decode_request, encode_event, ErrorCode, ErrorInfo, Event, RequestBody};
+use civicbase_proto::{
+    decode_request, encode_event, ErrorCode, ErrorInfo, Event, Request, RequestBody,
+};
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
@@ -76,11 +78,26 @@ impl Env for BrowserEnv {
 }
 
 enum Input {
-    Ui(Vec<u8>),
+    /// A request from this tab's UI, decoded as it arrives.
+    Ui(Result<Request, String>),
     Tab(Vec<u8>),
     Tick,
     Leader,
 }
+
+impl Input {
+    /// A sync frame: data from a peer's link or another tab's session.
+    fn is_frame(&self) -> bool {
+        match self {
+            Input::Ui(Ok(req)) => matches!(req.body, RequestBody::LinkData { .. }),
+            Input::Tab(msg) => msg.len() >= 50 && msg[1] == KIND_FRAME,
+            _ => false,
+        }
+    }
+}
+
+/// Most sync frames (or link pieces) taken in one batch.
+const MAX_BATCH: usize = 64;
 
 #[wasm_bindgen]
 extern "C" {
@@ -230,8 +247,10 @@ impl Worker {
             }
             _ => {}
         }
-        let status = self.engine.status();
-        self.post(&Event::Status(status));
+        if !self.engine.in_batch() {
+            let status = self.engine.status();
+            self.post(&Event::Status(status));
+        }
     }
 
     /// Picks up spaces another tab created or joined.
@@ -355,13 +374,28 @@ impl Worker {
         self.engine.set_platform_status(|s| s.tabs = tabs);
     }
 
-    async fn on_ui(&mut self, bytes: Vec<u8>) {
-        let req = match decode_request(&bytes) {
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Ui(req) => self.on_ui(req).await,
+            Input::Tab(bytes) => self.on_tab(bytes).await,
+            Input::Tick => {
+                self.expire_tabs();
+                self.announce();
+                if let Err(e) = self.engine.maintain(&self.env).await {
+                    self.post(&Event::Alert(e));
+                }
+            }
+            Input::Leader => self.engine.set_platform_status(|s| s.leader = true),
+        }
+    }
+
+    async fn on_ui(&mut self, req: Result<Request, String>) {
+        let req = match req {
             Ok(r) => r,
-            Err(e) => {
+            Err(message) => {
                 self.post(&Event::Alert(ErrorInfo {
                     code: ErrorCode::Version,
-                    message: e.to_string(),
+                    message,
                 }));
                 return;
             }
@@ -404,6 +438,12 @@ impl Worker {
         self.flush_pipes();
         self.flush_links();
         self.flush_events();
+        // A large write (an imported bundle) gets its snapshot now rather
+        // than at the next tick, so that a reload right after it starts
+        // from the snapshot; the reply has already gone out.
+        if let Err(e) = self.engine.maintain(&self.env).await {
+            self.post(&Event::Alert(e));
+        }
         self.refresh_storage().await;
     }
 
@@ -458,7 +498,8 @@ pub fn start() {
     let ui_tx = tx.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
         let bytes = Uint8Array::new(&m.data()).to_vec();
-        let _ = ui_tx.unbounded_send(Input::Ui(bytes));
+        let req = decode_request(&bytes).map_err(|e| e.to_string());
+        let _ = ui_tx.unbounded_send(Input::Ui(req));
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
@@ -545,17 +586,32 @@ pub fn start() {
                     None => return,
                 },
             };
-            match input {
-                Input::Ui(bytes) => w.on_ui(bytes).await,
-                Input::Tab(bytes) => w.on_tab(bytes).await,
-                Input::Tick => {
-                    w.expire_tabs();
-                    w.announce();
-                    if let Err(e) = w.engine.maintain().await {
-                        w.post(&Event::Alert(e));
+            if input.is_frame() {
+                // Sync frames that are already waiting go in one batch: one
+                // store write and one round of updates for all of them.
+                w.engine.begin_batch();
+                w.on_input(input).await;
+                for _ in 1..MAX_BATCH {
+                    let next = match backlog.pop_front() {
+                        Some(i) => i,
+                        // Empty or closed: a closed queue ends the loop at
+                        // the next wait.
+                        None => match rx.try_recv() {
+                            Ok(i) => i,
+                            Err(_) => break,
+                        },
+                    };
+                    if !next.is_frame() {
+                        backlog.push_front(next);
+                        break;
                     }
+                    w.on_input(next).await;
                 }
-                Input::Leader => w.engine.set_platform_status(|s| s.leader = true),
+                w.engine.end_batch(&w.env).await;
+                let status = w.engine.status();
+                w.post(&Event::Status(status));
+            } else {
+                w.on_input(input).await;
             }
             w.flush_pipes();
             w.flush_links();
