@@ -81,6 +81,17 @@ struct Args {
     #[arg(long, env = "CIVICBASE_ANCHOR_LOOPBACK_ONLY")]
     loopback_only: bool,
 
+    /// Most spaces kept in memory. The others stay on disk until a peer
+    /// connects for them; a space with a connection is always in memory,
+    /// so this bounds memory when many spaces are served but few are busy.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CIVICBASE_ANCHOR_RESIDENT_SPACES",
+        default_value_t = 64
+    )]
+    resident_spaces: usize,
+
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -161,7 +172,7 @@ fn main() -> anyhow::Result<()> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let env = SystemEnv;
-        let mut engine = Engine::open(store, &env)
+        let mut engine = Engine::open_bounded(store, &env, args.resident_spaces)
             .await
             .with_context(|| format!("cannot load {}", db.display()))?;
         for space in joins {

@@ -140,6 +140,8 @@ pub struct NodeStatus {
     pub links: usize,
     /// Entries received but not yet accepted by the store.
     pub unsaved: usize,
+    /// Spaces in memory (the others are on disk until a peer asks).
+    pub resident: usize,
 }
 
 enum Command {
@@ -440,12 +442,12 @@ where
                 self.refresh_topics(signaling);
             }
             Command::Status(reply) => {
-                let spaces = self
-                    .engine
-                    .space_ids()
-                    .into_iter()
-                    .filter_map(|s| self.engine.replica(&s).map(|r| (s, r.version_vector())))
-                    .collect();
+                let mut spaces = BTreeMap::new();
+                for s in self.engine.space_ids() {
+                    if let Ok(vv) = self.engine.version_vector(&s).await {
+                        spaces.insert(s, vv);
+                    }
+                }
                 let unsaved = self
                     .engine
                     .space_ids()
@@ -458,6 +460,7 @@ where
                     spaces,
                     links: self.links.links().count(),
                     unsaved,
+                    resident: self.engine.resident(),
                 });
             }
             Command::Shutdown => {}
@@ -560,7 +563,7 @@ where
             if p.up || p.started.elapsed() < CONNECT_TIMEOUT {
                 if p.topics.insert(t.to_owned()) && p.up {
                     let link = LinkId(p.conn);
-                    self.links.open_topic(&mut self.engine, link, t);
+                    self.open_topic(link, t).await;
                 }
                 return;
             }
@@ -857,14 +860,14 @@ where
             return;
         };
         match ev {
-            ChannelEvent::Open => self.bring_up(&id),
+            ChannelEvent::Open => self.bring_up(&id).await,
             ChannelEvent::Closed => {
                 info!(peer = %id, "data channel closed");
                 self.drop_peer(&id);
             }
             ChannelEvent::Message { data, text } => {
                 // A message can overtake the channel's open notification.
-                self.bring_up(&id);
+                self.bring_up(&id).await;
                 let link = LinkId(conn);
                 let result = if text {
                     Err("a text message on the data channel".to_owned())
@@ -888,7 +891,7 @@ where
 
     /// The peer's channel is open: the link goes up with a session for every
     /// topic the peer was heard on.
-    fn bring_up(&mut self, id: &str) {
+    async fn bring_up(&mut self, id: &str) {
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
@@ -911,8 +914,18 @@ where
         self.links.link_up(link, label, via.into());
         let topics: Vec<String> = p.topics.iter().cloned().collect();
         for t in topics {
-            self.links.open_topic(&mut self.engine, link, &t);
+            self.open_topic(link, &t).await;
         }
+    }
+
+    /// Starts the session of a topic's space on a link, loading the space
+    /// from the store first if it is not in memory.
+    async fn open_topic(&mut self, link: LinkId, t: &str) {
+        if let Err(e) = self.engine.wake_topic(t, &self.env).await {
+            warn!(topic = %t, error = %e.message, "cannot load a space a peer asked for");
+            return;
+        }
+        self.links.open_topic(&mut self.engine, link, t);
     }
 
     fn drop_peer(&mut self, id: &str) {

@@ -41,7 +41,7 @@ async fn an_anchor_keeps_a_space_for_peers_that_come_later() {
         let p = anchor_db.clone();
         move || RedbStore::open(p).expect("anchor's store")
     };
-    let anchor = TestNode::spawn(
+    let anchor = TestNode::spawn_anchor(
         open_anchor.clone(),
         config(&url, "Anchor", Some("8000000000000000")),
     );
@@ -74,6 +74,16 @@ async fn an_anchor_keeps_a_space_for_peers_that_come_later() {
 
     let alice_vv = vv(&alice.handle, space).await.expect("vv");
     alice.stop();
+    // With nobody connected, the anchor keeps one space in memory and the
+    // other on disk only; Bob's visit below loads it again.
+    wait_for("the anchor to unload an idle space", 30, || async {
+        anchor
+            .handle
+            .status()
+            .await
+            .is_some_and(|s| s.resident <= 1 && s.spaces.len() == 2)
+    })
+    .await;
 
     // The signaling server goes away and comes back on the same port: the
     // anchor reconnects and subscribes again.
@@ -112,7 +122,7 @@ async fn an_anchor_keeps_a_space_for_peers_that_come_later() {
     // she gets Bob's entries from the anchor alone.
     anchor.stop();
     bob.stop();
-    let anchor = TestNode::spawn(open_anchor, config(&url, "Anchor", None));
+    let anchor = TestNode::spawn_anchor(open_anchor, config(&url, "Anchor", None));
     let alice = TestNode::spawn(open_alice, config(&url, "Alice", None));
     wait_for(
         "Alice to catch up from the restarted anchor",
@@ -279,7 +289,7 @@ async fn a_malformed_link_message_closes_only_that_link() {
     for i in 0..5 {
         post(&alice.handle, space, &format!("notice {i}"), "text").await;
     }
-    let anchor = TestNode::spawn(
+    let anchor = TestNode::spawn_anchor(
         civicbase_core::store::MemoryStore::new,
         config(&url, "Anchor", Some("8000000000000000")),
     );
@@ -804,7 +814,7 @@ mod chromium {
         let entries: Vec<Entry> = r.log().cloned().collect();
         assert_eq!(entries.len(), 10);
 
-        let anchor = TestNode::spawn(
+        let anchor = TestNode::spawn_anchor(
             civicbase_core::store::MemoryStore::new,
             config(&signaling.url(), "Anchor", Some("8000000000000000")),
         );

@@ -148,6 +148,9 @@ struct Slot {
     /// When a pipe last delivered entries (ms), to tell a stream in
     /// progress from a quiet space.
     last_received_ms: u64,
+    /// When the space was last used, on the engine's use counter (for
+    /// choosing which space to unload).
+    last_used: u64,
 }
 
 impl Slot {
@@ -160,6 +163,7 @@ impl Slot {
             since_snapshot: 0,
             store_pos,
             last_received_ms: 0,
+            last_used: 0,
         }
     }
 
@@ -200,6 +204,13 @@ pub struct Engine<S: Store> {
     batching: bool,
     /// Spaces whose pipe input in this batch is not yet stored.
     dirty: std::collections::BTreeSet<SpaceId>,
+    /// Spaces stored on this device but not in memory (see
+    /// [`Engine::open_bounded`]).
+    dormant: std::collections::BTreeSet<SpaceId>,
+    /// Most spaces kept in memory, if bounded.
+    resident_limit: Option<usize>,
+    /// Counts uses of spaces, for [`Slot::last_used`].
+    uses: u64,
 }
 
 type Reply = Result<ResponseBody, ErrorInfo>;
@@ -286,6 +297,32 @@ where
 {
     /// Opens the engine on `store`: loads the identity and every space.
     pub async fn open(store: S, env: &dyn Env) -> Result<Self, OpenError<S::Error>> {
+        Self::open_with(store, env, None).await
+    }
+
+    /// Opens the engine keeping at most `resident` spaces in memory, for a
+    /// peer that serves many spaces (the anchor). No space is loaded at
+    /// open: each is loaded when a peer or a request needs it
+    /// ([`Engine::wake`]; the links do it on their own), and
+    /// [`Engine::maintain`] writes a snapshot of the least recently used
+    /// spaces without connections and unloads them while more than
+    /// `resident` are in memory. Spaces with open sessions are never
+    /// unloaded, so memory is bounded by the spaces in use at once, not by
+    /// all the spaces served. [`Engine::space_ids`] lists every space,
+    /// loaded or not.
+    pub async fn open_bounded(
+        store: S,
+        env: &dyn Env,
+        resident: usize,
+    ) -> Result<Self, OpenError<S::Error>> {
+        Self::open_with(store, env, Some(resident.max(1))).await
+    }
+
+    async fn open_with(
+        store: S,
+        env: &dyn Env,
+        resident_limit: Option<usize>,
+    ) -> Result<Self, OpenError<S::Error>> {
         let mut engine = Engine {
             store,
             config: ReplicaConfig::default(),
@@ -298,6 +335,9 @@ where
             status: StatusInfo::default(),
             batching: false,
             dirty: std::collections::BTreeSet::new(),
+            dormant: std::collections::BTreeSet::new(),
+            resident_limit: None,
+            uses: 0,
         };
         if let Some(bytes) = engine
             .store
@@ -317,13 +357,21 @@ where
                 name,
             });
         }
+        engine.resident_limit = resident_limit;
         for space in engine.store.spaces().await.map_err(OpenError::Store)? {
-            engine
-                .load_space(space, env)
-                .await
-                .map_err(OpenError::Store)?;
+            if resident_limit.is_some() {
+                engine.dormant.insert(space);
+            } else {
+                engine
+                    .load_space(space, env)
+                    .await
+                    .map_err(OpenError::Store)?;
+            }
         }
         for space in engine.replicated().await.map_err(OpenError::Store)? {
+            if engine.dormant.contains(&space) {
+                continue;
+            }
             let config = engine.config;
             engine
                 .spaces
@@ -331,6 +379,97 @@ where
                 .or_insert_with(|| Slot::waiting(space, config));
         }
         Ok(engine)
+    }
+
+    /// Loads a space that is stored but not in memory. Returns whether the
+    /// space is on this device (loaded now or before). Unloads others if
+    /// that puts more than the resident limit in memory.
+    pub async fn wake(&mut self, space: &SpaceId, env: &dyn Env) -> Result<bool, ErrorInfo> {
+        if !self.dormant.contains(space) {
+            self.touch(space);
+            return Ok(self.spaces.contains_key(space));
+        }
+        self.load_space(*space, env)
+            .await
+            .map_err(|e| storage_err(&e))?;
+        self.dormant.remove(space);
+        let config = self.config;
+        self.spaces
+            .entry(*space)
+            .or_insert_with(|| Slot::waiting(*space, config));
+        self.touch(space);
+        self.evict(Some(space)).await?;
+        Ok(true)
+    }
+
+    /// Loads the space whose signaling topic is `topic_`, if it is on this
+    /// device. Returns it.
+    pub async fn wake_topic(
+        &mut self,
+        topic_: &str,
+        env: &dyn Env,
+    ) -> Result<Option<SpaceId>, ErrorInfo> {
+        let Some(space) = self
+            .space_ids()
+            .into_iter()
+            .find(|s| mesh::topic(s) == topic_)
+        else {
+            return Ok(None);
+        };
+        Ok(self.wake(&space, env).await?.then_some(space))
+    }
+
+    /// Spaces in memory.
+    pub fn resident(&self) -> usize {
+        self.spaces.len()
+    }
+
+    fn touch(&mut self, space: &SpaceId) {
+        self.uses += 1;
+        let uses = self.uses;
+        if let Some(slot) = self.spaces.get_mut(space) {
+            slot.last_used = uses;
+        }
+    }
+
+    /// Unloads the least recently used spaces without sessions, unsaved
+    /// entries or a pending join (and other than `keep`) while more than the
+    /// resident limit are in memory, each after a snapshot so that loading
+    /// it again is quick.
+    async fn evict(&mut self, keep: Option<&SpaceId>) -> Result<(), ErrorInfo> {
+        let Some(limit) = self.resident_limit else {
+            return Ok(());
+        };
+        while self.spaces.len() > limit {
+            let busy: std::collections::BTreeSet<SpaceId> =
+                self.pipes.values().map(|p| p.space).collect();
+            let Some(victim) = self
+                .spaces
+                .iter()
+                .filter(|(id, slot)| {
+                    Some(*id) != keep
+                        && !busy.contains(id)
+                        && slot.unsaved.is_empty()
+                        && !self.pending_joins.contains_key(id)
+                        && !self.dirty.contains(id)
+                })
+                .min_by_key(|(_, slot)| slot.last_used)
+                .map(|(id, _)| *id)
+            else {
+                return Ok(());
+            };
+            let slot = &self.spaces[&victim];
+            if slot.since_snapshot > 0 && !slot.replica.is_empty() {
+                let snap = slot.replica.snapshot();
+                self.store
+                    .put_snapshot(&victim, &snap)
+                    .await
+                    .map_err(|e| storage_err(&e))?;
+            }
+            self.spaces.remove(&victim);
+            self.dormant.insert(victim);
+        }
+        Ok(())
     }
 
     async fn replicated(&self) -> Result<Vec<SpaceId>, S::Error> {
@@ -349,6 +488,7 @@ where
     /// tail is half its log: a long first sync writes a few snapshots, not
     /// one per batch.
     pub async fn maintain(&mut self, env: &dyn Env) -> Result<(), ErrorInfo> {
+        self.evict(None).await?;
         let now = env.now_ms();
         let due: Vec<SpaceId> = self
             .spaces
@@ -381,7 +521,7 @@ where
         let stored = self.store.spaces().await.map_err(|e| storage_err(&e))?;
         let mut new = Vec::new();
         for space in stored {
-            if self.spaces.contains_key(&space) {
+            if self.spaces.contains_key(&space) || self.dormant.contains(&space) {
                 continue;
             }
             self.load_space(space, env)
@@ -409,10 +549,12 @@ where
                 .map_err(|e| storage_err(&e))?;
         }
         let config = self.config;
-        let new = !self.spaces.contains_key(&space);
-        self.spaces
-            .entry(space)
-            .or_insert_with(|| Slot::waiting(space, config));
+        let new = !self.spaces.contains_key(&space) && !self.dormant.contains(&space);
+        if !self.dormant.contains(&space) {
+            self.spaces
+                .entry(space)
+                .or_insert_with(|| Slot::waiting(space, config));
+        }
         Ok(new)
     }
 
@@ -449,9 +591,25 @@ where
         self.spaces.get(space).map(|s| &s.replica)
     }
 
-    /// Spaces on this device.
+    /// Spaces on this device, in memory or not.
     pub fn space_ids(&self) -> Vec<SpaceId> {
-        self.spaces.keys().copied().collect()
+        let mut ids: Vec<SpaceId> = self.spaces.keys().copied().collect();
+        ids.extend(self.dormant.iter().copied());
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The version vector of a space, read from the store if the space is
+    /// not in memory.
+    pub async fn version_vector(&self, space: &SpaceId) -> Result<VersionVector, ErrorInfo> {
+        match self.spaces.get(space) {
+            Some(slot) => Ok(slot.replica.version_vector()),
+            None => self
+                .store
+                .version_vector(space)
+                .await
+                .map_err(|e| storage_err(&e)),
+        }
     }
 
     /// This device's author id.
@@ -502,6 +660,13 @@ where
     }
 
     async fn dispatch(&mut self, body: RequestBody, env: &dyn Env) -> Reply {
+        if let RequestBody::CreateInvite { space, .. }
+        | RequestBody::Act { space, .. }
+        | RequestBody::View { space, .. }
+        | RequestBody::ExportBundle { space } = &body
+        {
+            self.wake(&Hash(*space), env).await?;
+        }
         match body {
             RequestBody::Init => Ok(ResponseBody::Ready {
                 identity: self.identity_info(),
@@ -824,6 +989,7 @@ where
                 "This invite link is damaged or incomplete. Ask for a new one.",
             )
         })?;
+        self.wake(&space, env).await?;
         if let Some(slot) = self.spaces.get(&space) {
             let device = self.device();
             if let Some(d) = device {
@@ -905,6 +1071,7 @@ where
     async fn import(&mut self, bytes: &[u8], env: &dyn Env) -> Reply {
         let file = bundle::decode(bytes).map_err(|e| err(ErrorCode::BadFile, e.to_string()))?;
         let space = file.space;
+        self.wake(&space, env).await?;
         let config = self.config;
         let slot = self
             .spaces
@@ -945,8 +1112,10 @@ where
     // ------------------------------------------------------------------
 
     /// Opens a sync session for `space` over a new pipe. `None` if the space
-    /// is not on this device.
+    /// is not in memory (not on this device, or, for a bounded engine, not
+    /// woken: see [`Engine::wake`]).
     pub fn open_pipe(&mut self, space: SpaceId, label: String, via: String) -> Option<PipeId> {
+        self.touch(&space);
         let slot = self.spaces.get(&space)?;
         let mut session = SyncSession::new(space);
         session.start(&slot.replica);

@@ -75,6 +75,10 @@ pub enum LinkError {
     /// The link is not known (never up, or already down).
     #[error("unknown link")]
     UnknownLink,
+    /// The space could not be loaded from the store; the peer retries on
+    /// its next connection.
+    #[error("cannot load the space: {0}")]
+    Storage(String),
 }
 
 struct LinkState {
@@ -163,7 +167,8 @@ impl Links {
     }
 
     /// Starts a session on `link` for the space whose signaling topic is
-    /// `topic`, if that space is on this device.
+    /// `topic`, if that space is in memory (a bounded engine's driver calls
+    /// [`Engine::wake_topic`] first).
     pub fn open_topic<S: Store>(
         &mut self,
         engine: &mut Engine<S>,
@@ -242,6 +247,17 @@ impl Links {
             }
             None => piece.to_vec(),
         };
+        if !self
+            .links
+            .get(&link)
+            .is_some_and(|s| s.pipes.contains_key(&space))
+        {
+            // A bounded engine may hold the space on disk only.
+            engine
+                .wake(&space, env)
+                .await
+                .map_err(|e| LinkError::Storage(e.message))?;
+        }
         if !self.open(engine, link, space) {
             // Not a space of this device: nothing to say.
             return Ok(0);

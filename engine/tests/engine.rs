@@ -470,6 +470,87 @@ fn frames_fed_in_one_batch_are_stored_once_at_its_end() {
     );
 }
 
+/// A space's state hash on an engine, if it is in memory there.
+fn state<S: Store>(e: &Engine<S>, id: &SpaceId) -> Option<civicbase_core::Hash>
+where
+    S::Error: StorageError,
+{
+    e.replica(id).map(|r| r.state_hash())
+}
+
+#[test]
+fn a_bounded_engine_keeps_few_spaces_in_memory_and_still_serves_them_all() {
+    let env = FixedEnv::new(T, 7);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let spaces: Vec<SpaceId> = (0..5)
+        .map(|i| {
+            let s = new_space(&mut a, &env);
+            post(&mut a, &env, s, &format!("notice {i}")).expect("post");
+            civicbase_core::Hash(s)
+        })
+        .collect();
+    let store = Rc::new(MemoryStore::new());
+    let mut b = block_on(Engine::open_bounded(store.clone(), &env, 2)).expect("open");
+    // B takes each space from A in turn.
+    for id in &spaces {
+        block_on(b.replicate(*id)).expect("replicate");
+        let pa = a.open_pipe(*id, "b".into(), "test".into()).expect("pipe");
+        let pb = b.open_pipe(*id, "a".into(), "test".into()).expect("pipe");
+        pump(&mut a, pa, &mut b, pb, &env);
+        assert_eq!(state(&b, id), state(&a, id));
+        a.close_pipe(pa);
+        b.close_pipe(pb);
+        block_on(b.maintain(&env)).expect("maintain");
+        assert!(b.resident() <= 2, "{} spaces in memory", b.resident());
+    }
+    assert_eq!(b.space_ids(), {
+        let mut all = spaces.clone();
+        all.sort_unstable();
+        all
+    });
+    // A new device gets every space from B alone, B loading each on demand.
+    let mut c = block_on(Engine::open(MemoryStore::new(), &env)).expect("open");
+    for id in &spaces {
+        assert!(block_on(b.wake(id, &env)).expect("wake"));
+        block_on(c.replicate(*id)).expect("replicate");
+        let pb = b.open_pipe(*id, "c".into(), "test".into()).expect("woken");
+        let pc = c.open_pipe(*id, "b".into(), "test".into()).expect("pipe");
+        pump(&mut b, pb, &mut c, pc, &env);
+        assert_eq!(state(&c, id), state(&a, id));
+        b.close_pipe(pb);
+        block_on(b.maintain(&env)).expect("maintain");
+        assert!(b.resident() <= 2, "{} spaces in memory", b.resident());
+    }
+    // A space with an open session is never unloaded, even over the limit.
+    let open: Vec<PipeId> = spaces
+        .iter()
+        .map(|id| {
+            block_on(b.wake(id, &env)).expect("wake");
+            b.open_pipe(*id, "x".into(), "test".into()).expect("pipe")
+        })
+        .collect();
+    block_on(b.maintain(&env)).expect("maintain");
+    assert_eq!(b.resident(), 5);
+    for p in open {
+        b.close_pipe(p);
+    }
+    block_on(b.maintain(&env)).expect("maintain");
+    assert_eq!(b.resident(), 2);
+    // After a restart nothing is loaded until asked for, and nothing is lost.
+    drop(b);
+    let mut b = block_on(Engine::open_bounded(store, &env, 2)).expect("reopen");
+    assert_eq!(b.resident(), 0);
+    assert_eq!(b.space_ids().len(), 5);
+    for id in &spaces {
+        assert_eq!(
+            block_on(b.version_vector(id)).expect("vv"),
+            a.replica(id).expect("space").version_vector()
+        );
+        assert!(block_on(b.wake(id, &env)).expect("wake"));
+        assert_eq!(state(&b, id), state(&a, id));
+    }
+}
+
 #[test]
 fn bundles_carry_a_space_and_a_damaged_one_changes_nothing() {
     let env = FixedEnv::new(T, 5);

@@ -164,8 +164,28 @@ pub struct TestNode {
 
 impl TestNode {
     /// Starts a node on the store `open` returns (called on the node's
-    /// thread).
+    /// thread), with every space in memory (a device).
     pub fn spawn<S, F>(open: F, config: NodeConfig) -> Self
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Store + 'static,
+        S::Error: StorageError,
+    {
+        Self::spawn_with(open, config, None)
+    }
+
+    /// Starts a node as the anchor binary does, loading spaces only when a
+    /// peer asks, here with a single space kept in memory when idle.
+    pub fn spawn_anchor<S, F>(open: F, config: NodeConfig) -> Self
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Store + 'static,
+        S::Error: StorageError,
+    {
+        Self::spawn_with(open, config, Some(1))
+    }
+
+    fn spawn_with<S, F>(open: F, config: NodeConfig, resident: Option<usize>) -> Self
     where
         F: FnOnce() -> S + Send + 'static,
         S: Store + 'static,
@@ -180,7 +200,11 @@ impl TestNode {
                 .expect("runtime");
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
-                let engine = match Engine::open(open(), &SystemEnv).await {
+                let opened = match resident {
+                    Some(n) => Engine::open_bounded(open(), &SystemEnv, n).await,
+                    None => Engine::open(open(), &SystemEnv).await,
+                };
+                let engine = match opened {
                     Ok(e) => e,
                     Err(e) => panic!("engine: {e}"),
                 };
