@@ -236,7 +236,8 @@ fn list_spaces(db: &Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let engine = Engine::open(store, &SystemEnv)
+        // Counts come from the stored version vectors: nothing is loaded.
+        let engine = Engine::open_bounded(store, &SystemEnv, 1)
             .await
             .with_context(|| format!("cannot load {}", db.display()))?;
         let spaces = engine.space_ids();
@@ -244,9 +245,11 @@ fn list_spaces(db: &Path) -> anyhow::Result<()> {
             println!("no spaces yet: start the anchor with --join <invite link>");
         }
         for space in spaces {
-            let (entries, authors) = engine
-                .replica(&space)
-                .map_or((0, 0), |r| (r.len(), r.version_vector().len()));
+            let vv = engine
+                .version_vector(&space)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {}", db.display(), e.message))?;
+            let (entries, authors) = (vv.total(), vv.len());
             println!(
                 "{}  {entries} entries by {authors} authors  topic {}",
                 space.to_hex(),
