@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
@@ -1128,7 +1130,17 @@ fn run_demo(ctx: &Ctx, signaling_only: bool) -> Result<()> {
     // `cargo run` replaces itself with the program, and the children share
     // this terminal's process group: Ctrl-C reaches both, and each shuts
     // down gracefully (the anchor stores what it has and says goodbye to
-    // its peers).
+    // its peers). A signal sent to this process alone (SIGTERM from a
+    // service manager, say) is passed on to both below.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot listen for signals")?;
+    }
     let spawn = |cmd: &mut Command| -> Result<std::process::Child> {
         let shown = display(cmd);
         println!("$ {shown}");
@@ -1180,6 +1192,15 @@ fn run_demo(ctx: &Ctx, signaling_only: bool) -> Result<()> {
     }
     // Whichever stops first (an error, a port in use) stops the other.
     loop {
+        if stop.load(Ordering::Relaxed) {
+            // The anchor first, so that it can still tell its peers.
+            if let Some(mut a) = anchor {
+                stop_child(&mut a);
+            }
+            stop_child(&mut signaling);
+            println!("stopped");
+            return Ok(());
+        }
         if let Some(status) = signaling.try_wait()? {
             if let Some(mut a) = anchor {
                 stop_child(&mut a);
