@@ -246,9 +246,15 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// redb's page cache. Its default is 1 GiB, which an anchor reading many
+/// spaces in turn would fill; the B-tree's inner pages of even a large
+/// database fit easily in this.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 fn builder() -> redb::Builder {
     let mut b = Database::builder();
     b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b.set_cache_size(CACHE_BYTES);
     b
 }
 
