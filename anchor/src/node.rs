@@ -344,12 +344,7 @@ where
     }
 
     async fn maintain(&mut self) {
-        let unsaved: usize = self
-            .engine
-            .space_ids()
-            .iter()
-            .map(|s| self.engine.unsaved(s))
-            .sum();
+        let unsaved: usize = self.engine.unsaved_total();
         if unsaved > 0 {
             match self.engine.retry_unsaved().await {
                 Ok(()) => info!(entries = unsaved, "stored the entries kept in memory"),
@@ -448,12 +443,7 @@ where
                         spaces.insert(s, vv);
                     }
                 }
-                let unsaved = self
-                    .engine
-                    .space_ids()
-                    .iter()
-                    .map(|s| self.engine.unsaved(s))
-                    .sum();
+                let unsaved = self.engine.unsaved_total();
                 let _ = reply.send(NodeStatus {
                     peer_id: self.me.clone(),
                     signaling: self.signaling_up,
@@ -956,12 +946,7 @@ where
 
     async fn stop(&mut self, signaling: &SignalingClient) {
         info!("stopping");
-        let unsaved: usize = self
-            .engine
-            .space_ids()
-            .iter()
-            .map(|s| self.engine.unsaved(s))
-            .sum();
+        let unsaved: usize = self.engine.unsaved_total();
         if unsaved > 0 {
             if let Err(e) = self.engine.retry_unsaved().await {
                 error!(

@@ -817,18 +817,7 @@ fn start_peer(
         wasm_bindgen_futures::spawn_local(async move {
             let ok = async {
                 let offer = JsFuture::from(pc.create_offer()).await?;
-                let sdp = get_str(&offer, "sdp").unwrap_or_default();
-                let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
-                desc.set_sdp(&sdp);
-                JsFuture::from(pc.set_local_description(&desc)).await?;
-                with_mesh(|m| {
-                    m.signal(
-                        &t,
-                        &peer_id,
-                        obj(&[("type", "offer".into()), ("sdp", sdp.into())]),
-                    )
-                });
-                Ok::<_, JsValue>(())
+                send_local(&pc, &t, &peer_id, RtcSdpType::Offer, &offer).await
             }
             .await;
             if ok.is_err() {
@@ -844,18 +833,7 @@ fn start_peer(
                 JsFuture::from(pc.set_remote_description(&desc)).await?;
                 remote_set(&peer_id);
                 let answer = JsFuture::from(pc.create_answer()).await?;
-                let sdp = get_str(&answer, "sdp").unwrap_or_default();
-                let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
-                desc.set_sdp(&sdp);
-                JsFuture::from(pc.set_local_description(&desc)).await?;
-                with_mesh(|m| {
-                    m.signal(
-                        &t,
-                        &peer_id,
-                        obj(&[("type", "answer".into()), ("sdp", sdp.into())]),
-                    )
-                });
-                Ok::<_, JsValue>(())
+                send_local(&pc, &t, &peer_id, RtcSdpType::Answer, &answer).await
             }
             .await;
             if ok.is_err() {
@@ -870,6 +848,34 @@ fn defer(f: impl FnOnce() + 'static) {
     if let Some(w) = web_sys::window() {
         let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
     }
+}
+
+/// Makes `description` (an offer or answer `pc` just created) the local
+/// description and sends it to `peer_id` on topic `t`.
+async fn send_local(
+    pc: &RtcPeerConnection,
+    t: &str,
+    peer_id: &str,
+    kind: RtcSdpType,
+    description: &JsValue,
+) -> Result<(), JsValue> {
+    let sdp = get_str(description, "sdp").unwrap_or_default();
+    let desc = RtcSessionDescriptionInit::new(kind);
+    desc.set_sdp(&sdp);
+    JsFuture::from(pc.set_local_description(&desc)).await?;
+    let kind = if kind == RtcSdpType::Offer {
+        "offer"
+    } else {
+        "answer"
+    };
+    with_mesh(|m| {
+        m.signal(
+            t,
+            peer_id,
+            obj(&[("type", kind.into()), ("sdp", sdp.into())]),
+        )
+    });
+    Ok(())
 }
 
 fn attach_channel(peer_id: &str, ch: RtcDataChannel) {

@@ -972,6 +972,12 @@ where
         self.spaces.get(space).map_or(0, |s| s.unsaved.len())
     }
 
+    /// Entries applied in memory but not yet accepted by the store, over
+    /// every space.
+    pub fn unsaved_total(&self) -> usize {
+        self.spaces.values().map(|s| s.unsaved.len()).sum()
+    }
+
     /// Retries writing everything unsaved (call when storage may have room).
     pub async fn retry_unsaved(&mut self) -> Result<(), ErrorInfo> {
         let spaces: Vec<SpaceId> = self.spaces.keys().copied().collect();
