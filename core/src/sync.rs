@@ -57,6 +57,9 @@ pub const MAX_FRAME: usize = 64 * 1024;
 pub const MAX_MESSAGE: usize = MAX_PAYLOAD_LEN + 64 * 1024;
 /// Most entries in one Entries message.
 pub const MAX_ENTRIES_PER_FRAME: usize = 4096;
+/// Most received entries a session holds back (see
+/// [`SyncSession::defer_entries`]) before it ingests them anyway.
+pub const MAX_HELD_ENTRIES: usize = 4096;
 const CHUNK_DATA: usize = MAX_FRAME - 32;
 
 mod kind {
@@ -427,6 +430,10 @@ pub struct SyncSession {
     reassembly: Option<Reassembly>,
     next_chunk_id: u32,
     stats: SyncStats,
+    /// Whether received entries are held back until [`SyncSession::flush`].
+    defer: bool,
+    /// Received entries not yet ingested.
+    held: Vec<Entry>,
 }
 
 impl SyncSession {
@@ -441,7 +448,34 @@ impl SyncSession {
             reassembly: None,
             next_chunk_id: 0,
             stats: SyncStats::default(),
+            defer: false,
+            held: Vec::new(),
         }
+    }
+
+    /// Holds received entries back instead of ingesting each message's at
+    /// once, until [`SyncSession::flush`] (or until [`MAX_HELD_ENTRIES`] are
+    /// held, or a message of another kind arrives, which ingest them first).
+    /// A driver with several frames waiting defers while it feeds them, so
+    /// that their signatures are verified in one large batch, which costs
+    /// much less per entry than many small ones.
+    pub fn defer_entries(&mut self, on: bool) {
+        self.defer = on;
+    }
+
+    /// Whether received entries are held, waiting for [`SyncSession::flush`].
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Ingests the entries held back (see [`SyncSession::defer_entries`]).
+    /// Call it after a batch of frames, and after [`SyncSession::handle_frame`]
+    /// returned an error, so that nothing received before the error is lost.
+    pub fn flush(&mut self, replica: &mut Replica, now_ms: u64) -> SyncEvents {
+        let mut events = SyncEvents::default();
+        self.ingest_held(replica, now_ms, &mut events);
+        events.pending = replica.pending_len();
+        events
     }
 
     /// The space.
@@ -613,6 +647,10 @@ impl SyncSession {
         now_ms: u64,
         events: &mut SyncEvents,
     ) -> Result<(), SyncError> {
+        if !matches!(msg, Message::Entries(_)) {
+            // Keep the order of effects: entries received earlier first.
+            self.ingest_held(replica, now_ms, events);
+        }
         match msg {
             Message::Hello(h) => {
                 if h.protocol != PROTOCOL_VERSION {
@@ -656,38 +694,14 @@ impl SyncSession {
                     return Err(SyncError::BeforeHello("entries"));
                 }
                 self.stats.entries_received += raw.len() as u64;
-                let mut entries = Vec::with_capacity(raw.len());
                 for bytes in raw {
                     match Entry::decode(&bytes) {
-                        Ok(e) => entries.push(e),
+                        Ok(e) => self.held.push(e),
                         Err(e) => events.rejected.push(EntryRejection::Malformed(e)),
                     }
                 }
-                let ids: Vec<(EntryId, AuthorId, u64)> = entries
-                    .iter()
-                    .map(|e| (e.id(), e.header().author, e.header().seq))
-                    .collect();
-                for ((id, author, seq), res) in
-                    ids.into_iter().zip(replica.ingest_batch(entries, now_ms))
-                {
-                    match res {
-                        Ok(Ingested::Applied(applied)) => {
-                            self.peer_known.raise(author, seq + 1);
-                            events.applied.extend(applied);
-                        }
-                        Ok(Ingested::Duplicate) => self.peer_known.raise(author, seq + 1),
-                        Ok(Ingested::Pending) => {}
-                        Ok(Ingested::ForkDetected(a)) => {
-                            events.forks.push(a);
-                        }
-                        Err(source) => events.rejected.push(EntryRejection::Refused { id, source }),
-                    }
-                }
-                for (id, source) in replica.take_rejections() {
-                    events.rejected.push(EntryRejection::Refused { id, source });
-                }
-                if !events.forks.is_empty() {
-                    self.send_forks(replica, true);
+                if !self.defer || self.held.len() >= MAX_HELD_ENTRIES {
+                    self.ingest_held(replica, now_ms, events);
                 }
             }
             Message::Have(vv) => {
@@ -718,6 +732,37 @@ impl SyncSession {
             }
         }
         Ok(())
+    }
+
+    /// Ingests the held entries in one batch and records the outcome.
+    fn ingest_held(&mut self, replica: &mut Replica, now_ms: u64, events: &mut SyncEvents) {
+        if self.held.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.held);
+        let ids: Vec<(EntryId, AuthorId, u64)> = entries
+            .iter()
+            .map(|e| (e.id(), e.header().author, e.header().seq))
+            .collect();
+        let forks_before = events.forks.len();
+        for ((id, author, seq), res) in ids.into_iter().zip(replica.ingest_batch(entries, now_ms)) {
+            match res {
+                Ok(Ingested::Applied(applied)) => {
+                    self.peer_known.raise(author, seq + 1);
+                    events.applied.extend(applied);
+                }
+                Ok(Ingested::Duplicate) => self.peer_known.raise(author, seq + 1),
+                Ok(Ingested::Pending) => {}
+                Ok(Ingested::ForkDetected(a)) => events.forks.push(a),
+                Err(source) => events.rejected.push(EntryRejection::Refused { id, source }),
+            }
+        }
+        for (id, source) in replica.take_rejections() {
+            events.rejected.push(EntryRejection::Refused { id, source });
+        }
+        if events.forks.len() > forks_before {
+            self.send_forks(replica, true);
+        }
     }
 
     fn send_missing(&mut self, replica: &Replica) {

@@ -294,3 +294,84 @@ fn closing_with_a_long_non_ascii_reason_truncates_on_a_character_boundary() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn deferred_entries_are_taken_together_and_nothing_held_is_lost() {
+    let (mut a, key, genesis) = space(8);
+    for i in 0..900 {
+        post(&mut a, &key, i);
+    }
+    // The same stream, fed once frame by frame and once deferred.
+    let mut stream = |defer: bool, stop_with: Option<Vec<u8>>| {
+        let mut b = Replica::empty(a.space(), ReplicaConfig::default());
+        let (mut sa, mut sb) = sessions(&a, &b);
+        sb.defer_entries(defer);
+        let hello_b = sb.poll_transmit().expect("hello");
+        sa.handle_frame(&hello_b, &mut a, T + 100_000)
+            .expect("hello to a");
+        let frames: Vec<Vec<u8>> = std::iter::from_fn(|| sa.poll_transmit()).collect();
+        assert!(frames.len() > 3, "several frames: {}", frames.len());
+        let mut applied = Vec::new();
+        let mut failed = false;
+        for f in frames.iter().chain(stop_with.iter()) {
+            match sb.handle_frame(f, &mut b, T + 100_000) {
+                Ok(ev) => applied.extend(ev.applied),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let held_before_flush = sb.has_held();
+        applied.extend(sb.flush(&mut b, T + 100_000).applied);
+        (b, applied, held_before_flush, failed, sb)
+    };
+    let (direct, direct_applied, held, _, _) = stream(false, None);
+    assert!(!held, "nothing is held unless deferred");
+    let (deferred, deferred_applied, held, _, sb) = stream(true, None);
+    assert!(held, "deferred entries wait for the flush");
+    // A broken frame after deferred entries: the session fails, and the
+    // flush still takes everything received before it.
+    let (broken, broken_applied, _, failed, _) = stream(true, Some(vec![9, 9, 9]));
+    assert_eq!(direct.state_hash(), a.state_hash());
+    assert_eq!(deferred.state_hash(), a.state_hash());
+    assert_eq!(
+        deferred_applied, direct_applied,
+        "the same entries, in the same order"
+    );
+    assert_eq!(deferred_applied.len(), 901);
+    assert_eq!(deferred_applied[0], genesis.id());
+    // The session knows the peer has what it took, so sends nothing back.
+    assert_eq!(sb.peer_version_vector(), &a.version_vector());
+    assert!(failed);
+    assert_eq!(broken_applied.len(), 901);
+    assert_eq!(broken.state_hash(), a.state_hash());
+}
+
+#[test]
+fn a_message_of_another_kind_takes_deferred_entries_first() {
+    let (mut a, key, _) = space(9);
+    for i in 0..3 {
+        post(&mut a, &key, i);
+    }
+    let mut b = Replica::empty(a.space(), ReplicaConfig::default());
+    let (mut sa, mut sb) = sessions(&a, &b);
+    sb.defer_entries(true);
+    let hello_b = sb.poll_transmit().expect("hello");
+    sa.handle_frame(&hello_b, &mut a, T + 100_000)
+        .expect("hello");
+    let hello_a = sa.poll_transmit().expect("hello from a");
+    sb.handle_frame(&hello_a, &mut b, T + 100_000)
+        .expect("hello to b");
+    let entries = sa.poll_transmit().expect("entries");
+    let ev = sb
+        .handle_frame(&entries, &mut b, T + 100_000)
+        .expect("entries");
+    assert!(ev.applied.is_empty() && sb.has_held());
+    // A Have (any message that is not entries) is handled after them.
+    let have = Message::Have(VersionVector::new()).encode();
+    let ev = sb.handle_frame(&have, &mut b, T + 100_000).expect("have");
+    assert_eq!(ev.applied.len(), 4);
+    assert!(!sb.has_held());
+    assert_eq!(b.state_hash(), a.state_hash());
+}

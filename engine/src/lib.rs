@@ -48,7 +48,7 @@ use civicbase_core::op::{decode_payload, Op, Role};
 use civicbase_core::replica::{IngestError, NewSpace, Replica, ReplicaConfig};
 use civicbase_core::state::members::join_statement;
 use civicbase_core::store::{load_replica, LoadError, Store};
-use civicbase_core::sync::{SyncError, SyncSession};
+use civicbase_core::sync::{SyncError, SyncEvents, SyncSession};
 use civicbase_core::{AuthorId, Entry, EntryId, Keypair, SpaceId, VersionVector};
 use civicbase_proto::{
     ErrorCode, ErrorInfo, Event, IdentityInfo, ImportSummary, Request, RequestBody, ResponseBody,
@@ -202,6 +202,10 @@ pub struct Engine<S: Store> {
     status: StatusInfo,
     /// Inside a batch (see [`Engine::begin_batch`]).
     batching: bool,
+    /// Pipes whose sessions hold received entries until the batch ends.
+    held: std::collections::BTreeSet<PipeId>,
+    /// Pipes closed during a batch while they held entries.
+    closed_held: BTreeMap<PipeId, Pipe>,
     /// Spaces whose pipe input in this batch is not yet stored.
     dirty: std::collections::BTreeSet<SpaceId>,
     /// Spaces stored on this device but not in memory (see
@@ -334,6 +338,8 @@ where
             events: Vec::new(),
             status: StatusInfo::default(),
             batching: false,
+            held: std::collections::BTreeSet::new(),
+            closed_held: BTreeMap::new(),
             dirty: std::collections::BTreeSet::new(),
             dormant: std::collections::BTreeSet::new(),
             resident_limit: None,
@@ -1141,7 +1147,9 @@ where
     }
 
     /// Feeds bytes that arrived on a pipe. On a fatal protocol error the pipe
-    /// is closed and the error returned; nothing applied is lost.
+    /// is closed and the error returned; nothing applied is lost. Returns the
+    /// number of entries applied (inside a batch, entries are applied at
+    /// [`Engine::end_batch`], and counted there).
     pub async fn pipe_input(
         &mut self,
         pipe: PipeId,
@@ -1157,19 +1165,50 @@ where
             return Err(SyncError::Closed);
         };
         let was_empty = slot.replica.is_empty();
-        let events = match p
-            .session
-            .handle_frame(frame, &mut slot.replica, env.now_ms())
-        {
-            Ok(ev) => ev,
-            Err(e) => {
-                self.pipes.remove(&pipe);
-                return Err(e);
-            }
+        p.session.defer_entries(self.batching);
+        let now = env.now_ms();
+        let (events, failure) = match p.session.handle_frame(frame, &mut slot.replica, now) {
+            Ok(ev) => (ev, None),
+            // Entries held back before the error are still taken.
+            Err(e) => (p.session.flush(&mut slot.replica, now), Some(e)),
         };
-        p.last_sync_ms = Some(env.now_ms());
+        if self.batching && p.session.has_held() {
+            self.held.insert(pipe);
+        }
+        p.last_sync_ms = Some(now);
+        let label = p.label.clone();
+        let applied = self
+            .absorb(pipe, space, &label, events, was_empty, env)
+            .await;
+        match failure {
+            Some(e) => {
+                self.pipes.remove(&pipe);
+                self.held.remove(&pipe);
+                Err(e)
+            }
+            None => Ok(applied),
+        }
+    }
+
+    /// Takes what a session reported: keeps applied entries to store,
+    /// raises refusals, starts the space's other pipes when these were its
+    /// first entries, and stores and pushes on (at once, or at the end of a
+    /// batch). Returns the number of entries applied.
+    async fn absorb(
+        &mut self,
+        pipe: PipeId,
+        space: SpaceId,
+        label: &str,
+        events: SyncEvents,
+        was_empty: bool,
+        env: &dyn Env,
+    ) -> usize {
+        let now = env.now_ms();
+        let Some(slot) = self.spaces.get_mut(&space) else {
+            return 0;
+        };
         if !events.applied.is_empty() {
-            slot.last_received_ms = env.now_ms();
+            slot.last_received_ms = now;
         }
         for id in &events.applied {
             if let Some(e) = slot.replica.get(id) {
@@ -1180,9 +1219,8 @@ where
             self.events.push(Event::Alert(err(
                 ErrorCode::Refused,
                 format!(
-                    "{} entries from {} were refused: {}",
+                    "{} entries from {label} were refused: {}",
                     events.rejected.len(),
-                    p.label,
                     events.rejected[0]
                 ),
             )));
@@ -1207,7 +1245,7 @@ where
                 self.after_change(&space, env).await;
             }
         }
-        Ok(applied)
+        applied
     }
 
     /// Starts a batch of pipe input: until [`Engine::end_batch`], what
@@ -1230,6 +1268,36 @@ where
     /// applied. A storage failure is reported as an alert, and the entries
     /// stay in memory to be retried, as for any write.
     pub async fn end_batch(&mut self, env: &dyn Env) {
+        // Entries the sessions held back during the batch are verified and
+        // applied now, one large batch per pipe.
+        let now = env.now_ms();
+        for pipe in std::mem::take(&mut self.held) {
+            let (space, label, events, was_empty) = match self.pipes.get_mut(&pipe) {
+                Some(p) => {
+                    p.session.defer_entries(false);
+                    let Some(slot) = self.spaces.get_mut(&p.space) else {
+                        continue;
+                    };
+                    let was_empty = slot.replica.is_empty();
+                    let events = p.session.flush(&mut slot.replica, now);
+                    (p.space, p.label.clone(), events, was_empty)
+                }
+                // Closed during the batch: what it held is still taken.
+                None => match self.closed_held.remove(&pipe) {
+                    Some(mut p) => {
+                        let Some(slot) = self.spaces.get_mut(&p.space) else {
+                            continue;
+                        };
+                        let was_empty = slot.replica.is_empty();
+                        let events = p.session.flush(&mut slot.replica, now);
+                        (p.space, p.label, events, was_empty)
+                    }
+                    None => continue,
+                },
+            };
+            self.absorb(pipe, space, &label, events, was_empty, env)
+                .await;
+        }
         self.batching = false;
         for space in std::mem::take(&mut self.dirty) {
             self.after_change(&space, env).await;
@@ -1253,9 +1321,14 @@ where
             .collect()
     }
 
-    /// Closes a pipe (its transport went away).
+    /// Closes a pipe (its transport went away). Entries it received and
+    /// held back during a batch are still taken when the batch ends.
     pub fn close_pipe(&mut self, pipe: PipeId) {
-        self.pipes.remove(&pipe);
+        if let Some(p) = self.pipes.remove(&pipe) {
+            if self.held.contains(&pipe) {
+                self.closed_held.insert(pipe, p);
+            }
+        }
     }
 
     fn push_all(&mut self, space: &SpaceId) {

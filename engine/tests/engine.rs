@@ -8,7 +8,7 @@ use std::rc::Rc;
 use civicbase_core::op::{encode_payload, Op};
 use civicbase_core::store::conformance::block_on;
 use civicbase_core::store::{MemoryStore, MemoryStoreError, Store};
-use civicbase_core::{Entry, SpaceId, VersionVector};
+use civicbase_core::{Entry, Replica, SpaceId, VersionVector};
 use civicbase_engine::{Engine, FixedEnv, PipeId, StorageError};
 use civicbase_proto::{ErrorCode, Event, Request, RequestBody, ResponseBody, ViewData, ViewQuery};
 
@@ -436,7 +436,11 @@ fn frames_fed_in_one_batch_are_stored_once_at_its_end() {
     }
     assert!(frames_to_b > 2, "the space takes several frames");
     assert_eq!(store.appends.get(), 0, "nothing is stored inside the batch");
-    assert_eq!(b.unsaved(&id), 601, "but everything is kept");
+    assert_eq!(
+        b.replica(&id).map(Replica::len),
+        Some(0),
+        "entries are verified and applied together at the end"
+    );
     assert!(
         !b.take_events()
             .iter()
@@ -445,6 +449,7 @@ fn frames_fed_in_one_batch_are_stored_once_at_its_end() {
     );
     block_on(b.end_batch(&env));
     assert_eq!(store.appends.get(), 1, "one write for the whole batch");
+    assert_eq!(b.replica(&id).map(Replica::len), Some(601));
     assert_eq!(b.unsaved(&id), 0);
     assert_eq!(block_on(store.inner.log_len(&id)).expect("len"), 601);
     assert!(b
@@ -467,6 +472,46 @@ fn frames_fed_in_one_batch_are_stored_once_at_its_end() {
     assert_eq!(
         again.replica(&id).map(|r| r.state_hash()),
         a.replica(&id).map(|r| r.state_hash())
+    );
+}
+
+#[test]
+fn a_pipe_closed_inside_a_batch_keeps_what_it_received() {
+    let env = FixedEnv::new(T, 8);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let space = new_space(&mut a, &env);
+    for i in 0..300 {
+        post(
+            &mut a,
+            &env,
+            space,
+            &format!("notice {i} with a longer title"),
+        )
+        .expect("post");
+    }
+    let id = civicbase_core::Hash(space);
+    let store = Rc::new(MemoryStore::new());
+    let mut b = block_on(Engine::open(Rc::clone(&store), &env)).expect("open");
+    block_on(b.replicate(id)).expect("replicate");
+    let pa = a.open_pipe(id, "b".into(), "test".into()).expect("pipe");
+    let pb = b.open_pipe(id, "a".into(), "test".into()).expect("pipe");
+    for f in b.pipe_output(pb) {
+        block_on(a.pipe_input(pa, &f, &env)).expect("hello to a");
+    }
+    b.begin_batch();
+    let frames = a.pipe_output(pa);
+    assert!(frames.len() > 2);
+    for f in &frames {
+        block_on(b.pipe_input(pb, f, &env)).expect("frame");
+    }
+    // The connection drops before the batch ends.
+    b.close_pipe(pb);
+    block_on(b.end_batch(&env));
+    assert_eq!(b.replica(&id).map(Replica::len), Some(301));
+    assert_eq!(
+        block_on(store.log_len(&id)).expect("len"),
+        301,
+        "and stored"
     );
 }
 
