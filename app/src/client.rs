@@ -13,7 +13,7 @@ use civicbase_proto::{
     StatusInfo,
 };
 use futures_channel::oneshot;
-use js_sys::Uint8Array;
+use js_sys::{ArrayBuffer, Uint8Array};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -90,13 +90,12 @@ pub fn start(shared: Shared) {
         }
     };
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
-        let data = m.data();
-        if !data.is_instance_of::<Uint8Array>() {
+        let Ok(array) = m.data().dyn_into::<Uint8Array>() else {
             // The worker's first message says it listens.
             on_started(shared);
             return;
-        }
-        let bytes = Uint8Array::new(&data).to_vec();
+        };
+        let bytes = array.to_vec();
         match decode_event(&bytes) {
             Ok(e) => on_event(shared, e),
             Err(e) => alert(
@@ -123,7 +122,7 @@ fn on_started(shared: Shared) {
         if let Some(c) = c.borrow().as_ref() {
             c.started.set(true);
             for msg in c.queued.borrow_mut().drain(..) {
-                let _ = c.worker.post_message(&Uint8Array::from(msg.as_slice()));
+                post_bytes(&c.worker, &msg);
             }
         }
     });
@@ -154,6 +153,37 @@ fn on_event(shared: Shared, event: Event) {
     }
 }
 
+/// Posts bytes to the worker, handing the buffer over instead of copying it.
+fn post_bytes(worker: &Worker, bytes: &[u8]) {
+    let array = Uint8Array::from(bytes);
+    let _ = worker.post_message_with_transfer(&array, &js_sys::Array::of1(&array.buffer()));
+}
+
+/// Passes a message that arrived on a link to the worker as it is: the
+/// buffer and the link number in a two-item array, the buffer handed over
+/// rather than copied (the worker reads it as a `LinkData` request). This
+/// page does no work on sync traffic.
+pub fn link_data(link: u32, buf: &ArrayBuffer) {
+    let started = CLIENT.with(|c| {
+        let c = c.borrow();
+        let Some(c) = c.as_ref() else { return true };
+        if !c.started.get() {
+            return false;
+        }
+        let msg = js_sys::Array::of2(&JsValue::from(link), buf);
+        let _ = c
+            .worker
+            .post_message_with_transfer(&msg, &js_sys::Array::of1(buf));
+        true
+    });
+    if !started {
+        notify(RequestBody::LinkData {
+            link,
+            bytes: Uint8Array::new(buf).to_vec(),
+        });
+    }
+}
+
 /// Sends a message that is not answered (link traffic).
 pub fn notify(body: RequestBody) {
     CLIENT.with(|c| {
@@ -161,7 +191,7 @@ pub fn notify(body: RequestBody) {
         let Some(c) = c.as_ref() else { return };
         let bytes = encode_request(&Request { id: 0, body });
         if c.started.get() {
-            let _ = c.worker.post_message(&Uint8Array::from(bytes.as_slice()));
+            post_bytes(&c.worker, &bytes);
         } else {
             c.queued.borrow_mut().push(bytes);
         }
@@ -179,7 +209,7 @@ pub async fn request(body: RequestBody) -> Result<ResponseBody, ErrorInfo> {
         c.waiting.borrow_mut().insert(id, tx);
         let bytes = encode_request(&Request { id, body });
         if c.started.get() {
-            let _ = c.worker.post_message(&Uint8Array::from(bytes.as_slice()));
+            post_bytes(&c.worker, &bytes);
         } else {
             c.queued.borrow_mut().push(bytes);
         }

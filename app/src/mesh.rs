@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use civicbase_proto::RequestBody;
-use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array, JSON};
+use js_sys::{Array, ArrayBuffer, Object, Reflect, JSON};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -924,10 +924,9 @@ fn attach_channel(peer_id: &str, ch: RtcDataChannel) {
         let Some(buf) = data.dyn_ref::<ArrayBuffer>() else {
             return;
         };
-        let bytes = Uint8Array::new(buf).to_vec();
         let link = with_mesh(|m| m.peers.get(&id).filter(|p| p.up).map(|p| p.link)).flatten();
         if let Some(link) = link {
-            client::notify(RequestBody::LinkData { link, bytes });
+            client::link_data(link, buf);
         }
     });
     ch.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

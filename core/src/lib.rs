@@ -44,6 +44,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod vv;
+pub mod warm;
 
 pub use codec::DecodeError;
 pub use entry::{Entry, EntryError, Header};

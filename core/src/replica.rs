@@ -675,10 +675,31 @@ impl Replica {
         let mut results: Vec<Option<Result<Ingested, IngestError>>> =
             Vec::with_capacity(entries.len());
         let mut to_verify = Vec::new();
+        // The same entry twice in one batch (two peers sending the same
+        // stream at once) is checked once: an identical second copy is a
+        // duplicate of the first once that is applied, or refused for the
+        // same reason. (Only identical bytes: another signature or payload
+        // under the same header is checked on its own.)
+        let mut first_copy: HashMap<EntryId, usize> = HashMap::with_capacity(entries.len());
+        let mut copies: Vec<(usize, usize)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             if self.entries.contains_key(&e.id()) {
                 results.push(Some(Ok(Ingested::Duplicate)));
                 continue;
+            }
+            match first_copy.get(&e.id()) {
+                Some(&f)
+                    if entries[f].signature() == e.signature()
+                        && entries[f].payload() == e.payload() =>
+                {
+                    copies.push((i, f));
+                    results.push(None);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    first_copy.insert(e.id(), i);
+                }
             }
             match self
                 .precheck(e, now_ms)
@@ -703,6 +724,11 @@ impl Replica {
         for (&i, v) in to_verify.iter().zip(verdicts) {
             if let Err(e) = v {
                 results[i] = Some(Err(IngestError::Entry(EntryError::Signature(e))));
+            }
+        }
+        for (copy, first) in copies {
+            if let Some(Err(e)) = &results[first] {
+                results[copy] = Some(Err(e.clone()));
             }
         }
         entries

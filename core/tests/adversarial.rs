@@ -55,6 +55,31 @@ fn entry_with_a_flipped_signature_byte_is_refused_and_not_forwarded() {
 }
 
 #[test]
+fn copies_of_an_entry_in_one_batch_get_the_verdict_their_bytes_deserve() {
+    let mut t = town();
+    let honest = sign_next(&t.r, &t.alice, &[post("twice")], T);
+    let mut sig = *honest.signature();
+    sig[40] ^= 0x01;
+    let forged = Entry::from_parts(honest.header().clone(), sig, honest.payload().to_vec());
+    let before = t.r.state_hash();
+    // A forged entry twice: both copies refused, nothing taken.
+    let r = t.r.ingest_batch(vec![forged.clone(), forged.clone()], T);
+    let bad = Err(IngestError::Entry(EntryError::Signature(
+        SignatureError::Invalid,
+    )));
+    assert_eq!(r, vec![bad.clone(), bad.clone()]);
+    assert_eq!(t.r.state_hash(), before);
+    // The forgery first and the real entry (same header, same id) after it:
+    // the real one is checked on its own and taken.
+    let r =
+        t.r.ingest_batch(vec![forged.clone(), honest.clone(), honest.clone()], T);
+    assert_eq!(r[0], bad);
+    assert_eq!(r[1], Ok(Ingested::Applied(vec![honest.id()])));
+    assert_eq!(r[2], Ok(Ingested::Duplicate));
+    assert!(t.r.get(&honest.id()).is_some());
+}
+
+#[test]
 fn entry_naming_one_author_but_signed_by_another_is_refused() {
     let mut t = town();
     // Bob's next entry, exactly as Bob would write it, but signed by Alice.

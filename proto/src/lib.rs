@@ -84,6 +84,7 @@ pub enum RequestBody {
         /// The space.
         space: Id,
         /// `civicbase_core::op::encode_payload` output.
+        #[serde(with = "bytes")]
         payload: Vec<u8>,
     },
     /// Reads a view of a space.
@@ -101,6 +102,7 @@ pub enum RequestBody {
     /// Imports a bundle file.
     ImportBundle {
         /// The file's bytes.
+        #[serde(with = "bytes")]
         bytes: Vec<u8>,
     },
     /// Reports sync and storage status.
@@ -129,6 +131,7 @@ pub enum RequestBody {
         /// The link.
         link: u32,
         /// The message.
+        #[serde(with = "bytes")]
         bytes: Vec<u8>,
     },
     /// A link's channel closed (not answered).
@@ -232,6 +235,7 @@ pub enum Event {
         /// The link.
         link: u32,
         /// The messages.
+        #[serde(with = "byte_vecs")]
         messages: Vec<Vec<u8>>,
     },
     /// The link broke the protocol: close its connection.
@@ -283,6 +287,7 @@ pub enum ResponseBody {
         /// Suggested file name.
         file_name: String,
         /// The bytes.
+        #[serde(with = "bytes")]
         bytes: Vec<u8>,
     },
     /// What an import did.
@@ -603,10 +608,102 @@ pub enum ProtoError {
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![PROTOCOL_VERSION];
     // Encoding plain data into a Vec cannot fail.
-    out.extend(postcard::to_allocvec(v).unwrap_or_default());
-    out
+    postcard::to_extend(v, vec![PROTOCOL_VERSION]).unwrap_or_else(|_| vec![PROTOCOL_VERSION])
+}
+
+/// Byte strings as one length and a copy of the bytes, not as a sequence of
+/// numbers one by one (the same encoding, many times faster: link messages
+/// and bundles pass through here).
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    pub(super) struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A sequence of byte strings, each as in [`bytes`].
+mod byte_vecs {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Serialize, Serializer};
+
+    struct Item<'a>(&'a [u8]);
+
+    impl Serialize for Item<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct Owned(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Owned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_byte_buf(super::bytes::BytesVisitor)
+                .map(Owned)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for item in v {
+            seq.serialize_element(&Item(item))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<Vec<u8>>;
+
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a sequence of byte strings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(Owned(b)) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
@@ -645,6 +742,51 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, ProtoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_fields_keep_the_encoding_of_a_sequence_of_numbers() {
+        // The fast byte-string encoding is the one a `Vec<u8>` always had,
+        // so messages from an older page or worker still decode.
+        #[derive(Serialize)]
+        enum Old {
+            #[allow(dead_code)]
+            A,
+            LinkData {
+                link: u32,
+                bytes: Vec<u8>,
+            },
+        }
+        #[derive(Serialize)]
+        struct OldSend {
+            link: u32,
+            messages: Vec<Vec<u8>>,
+        }
+        let payload: Vec<u8> = (0..=255).cycle().take(700).collect();
+        let mut old = postcard::to_allocvec(&Old::LinkData {
+            link: 5,
+            bytes: payload.clone(),
+        })
+        .expect("encode");
+        old[0] = 0; // variant index of LinkData below differs; compare the rest
+        let new = postcard::to_allocvec(&RequestBody::LinkData {
+            link: 5,
+            bytes: payload.clone(),
+        })
+        .expect("encode");
+        assert_eq!(old[1..], new[1..]);
+        let messages = vec![payload.clone(), vec![], vec![1, 2, 3]];
+        let old = postcard::to_allocvec(&OldSend {
+            link: 9,
+            messages: messages.clone(),
+        })
+        .expect("encode");
+        let new = encode_event(&Event::LinkSend { link: 9, messages });
+        assert!(new.ends_with(&old), "the same bytes after the variant tag");
+        let Ok(Event::LinkSend { messages, .. }) = decode_event(&new) else {
+            panic!("decodes");
+        };
+        assert_eq!(messages, vec![payload, vec![], vec![1, 2, 3]]);
+    }
 
     #[test]
     fn request_and_event_round_trip_with_version_byte() {

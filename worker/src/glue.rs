@@ -83,6 +83,8 @@ enum Input {
     Tab(Vec<u8>),
     Tick,
     Leader,
+    /// Time to warm up the receiving code (see `civicbase_core::warm`).
+    WarmUp,
 }
 
 impl Input {
@@ -95,6 +97,12 @@ impl Input {
         }
     }
 }
+
+/// When the warm-up runs, after the worker starts: out of the way of the
+/// page's first render.
+const WARM_UP_AFTER_MS: i32 = 3_000;
+/// Made-up entries in the warm-up (about a tenth of a second of work).
+const WARM_UP_ENTRIES: u64 = 256;
 
 /// Most sync frames (or link pieces) taken in one batch.
 const MAX_BATCH: usize = 64;
@@ -169,12 +177,18 @@ struct Worker {
     /// the tab with the network role has any).
     links: Links,
     scope: DedicatedWorkerGlobalScope,
+    /// Whether the receiving code was warmed up (see [`Worker::warm_up`]).
+    warm: bool,
 }
 
 impl Worker {
     fn post(&self, event: &Event) {
         let bytes = encode_event(event);
-        let _ = self.scope.post_message(&Uint8Array::from(bytes.as_slice()));
+        // The buffer is handed over, not copied again.
+        let array = Uint8Array::from(bytes.as_slice());
+        let _ = self
+            .scope
+            .post_message_with_transfer(&array, &js_sys::Array::of1(&array.buffer()));
     }
 
     fn flush_events(&mut self) {
@@ -223,6 +237,8 @@ impl Worker {
         match body {
             RequestBody::LinkUp { link, label, via } => {
                 self.links.link_up(LinkId(link.into()), label, via);
+                // A peer connected: sync is about to start.
+                self.warm_up();
             }
             RequestBody::LinkTopic { link, topic } => {
                 self.links
@@ -386,6 +402,17 @@ impl Worker {
                 }
             }
             Input::Leader => self.engine.set_platform_status(|s| s.leader = true),
+            Input::WarmUp => self.warm_up(),
+        }
+    }
+
+    /// Runs the receiving code once on made-up entries (see
+    /// `civicbase_core::warm`), when sync is about to start or a few seconds
+    /// after start-up, whichever comes first.
+    fn warm_up(&mut self) {
+        if !self.warm {
+            self.warm = true;
+            civicbase_core::warm::warm_up(WARM_UP_ENTRIES);
         }
     }
 
@@ -418,6 +445,7 @@ impl Worker {
                 | RequestBody::JoinSpace { .. }
                 | RequestBody::ImportBundle { .. }
         );
+        let joining = matches!(req.body, RequestBody::JoinSpace { .. });
         let engine = &mut self.engine;
         let env = &self.env;
         let reply = with_write_lock(async {
@@ -432,6 +460,11 @@ impl Worker {
         if announce {
             self.announce();
             self.post_topics();
+        }
+        if joining {
+            // The space's entries arrive once a peer is found: meanwhile,
+            // get the code that will check them optimised.
+            self.warm_up();
         }
         // Other tabs get what this request changed before the storage
         // estimate (slow on a large database) is read.
@@ -485,6 +518,40 @@ impl Worker {
     }
 }
 
+/// A message's bytes, copied once into this module's memory (a
+/// `Uint8Array` is read in place; `new Uint8Array(array)` would copy it
+/// first).
+fn message_bytes(m: &MessageEvent) -> Vec<u8> {
+    let data = m.data();
+    match data.dyn_into::<Uint8Array>() {
+        Ok(array) => array.to_vec(),
+        Err(other) => Uint8Array::new(&other).to_vec(),
+    }
+}
+
+/// A `LinkData` request from the page's `[link, ArrayBuffer]` pair.
+fn link_data(pair: &js_sys::Array) -> Result<Request, String> {
+    let link = pair
+        .get(0)
+        .as_f64()
+        .filter(|l| l.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(l))
+        .ok_or("a link message without a valid link number")?;
+    let buf = pair
+        .get(1)
+        .dyn_into::<js_sys::ArrayBuffer>()
+        .map_err(|_| "a link message without its bytes")?;
+    if pair.length() != 2 {
+        return Err("a link message with extra parts".into());
+    }
+    Ok(Request {
+        id: 0,
+        body: RequestBody::LinkData {
+            link: link as u32,
+            bytes: Uint8Array::new(&buf).to_vec(),
+        },
+    })
+}
+
 /// Starts the worker: call once from the worker binary's `main`.
 pub fn start() {
     std::panic::set_hook(Box::new(|info| {
@@ -497,8 +564,13 @@ pub fn start() {
     // lost; the queue holds it.
     let ui_tx = tx.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
-        let bytes = Uint8Array::new(&m.data()).to_vec();
-        let req = decode_request(&bytes).map_err(|e| e.to_string());
+        let data = m.data();
+        let req = if let Some(pair) = data.dyn_ref::<js_sys::Array>() {
+            // Link traffic, passed on by the page as it came: [link, buffer].
+            link_data(pair)
+        } else {
+            decode_request(&message_bytes(&m)).map_err(|e| e.to_string())
+        };
         let _ = ui_tx.unbounded_send(Input::Ui(req));
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -510,12 +582,23 @@ pub fn start() {
     if let Some(ch) = &channel {
         let tab_tx = tx.clone();
         let on_tab = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
-            let bytes = Uint8Array::new(&m.data()).to_vec();
+            let bytes = message_bytes(&m);
             let _ = tab_tx.unbounded_send(Input::Tab(bytes));
         });
         ch.set_onmessage(Some(on_tab.as_ref().unchecked_ref()));
         on_tab.forget();
     }
+
+    // Once the page has settled, run the receiving code on made-up entries,
+    // so that it is optimised before the first large sync needs it.
+    let warm_tx = tx.clone();
+    let warm = Closure::once_into_js(move || {
+        let _ = warm_tx.unbounded_send(Input::WarmUp);
+    });
+    let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(
+        warm.unchecked_ref(),
+        WARM_UP_AFTER_MS,
+    );
 
     let tick_tx = tx.clone();
     let tick = Closure::<dyn FnMut()>::new(move || {
@@ -573,6 +656,7 @@ pub fn start() {
             },
             links: Links::new(),
             scope: post_scope,
+            warm: false,
         };
         w.announce();
         w.post_topics();
