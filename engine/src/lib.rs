@@ -135,7 +135,25 @@ struct Pipe {
     label: String,
     via: String,
     last_sync_ms: Option<u64>,
+    /// Set while the pipe waits to say Hello (see [`Engine::open_pipe`]).
+    waiting: Option<Waiting>,
 }
+
+/// A pipe that has not said Hello yet, and what its peer sent meanwhile.
+#[derive(Default)]
+struct Waiting {
+    frames: Vec<Vec<u8>>,
+    bytes: usize,
+    /// When the engine first saw it waiting (ms).
+    since_ms: Option<u64>,
+}
+
+/// Longest a pipe waits for another pipe's initial sync before it says
+/// Hello anyway (a peer that stalls must not keep the others out).
+const WAIT_MAX_MS: u64 = 5_000;
+/// Most a waiting pipe keeps of what its peer sends; more and it says Hello.
+const WAIT_MAX_FRAMES: usize = 16;
+const WAIT_MAX_BYTES: usize = 1 << 20;
 
 struct Slot {
     replica: Replica,
@@ -494,6 +512,7 @@ where
     /// tail is half its log: a long first sync writes a few snapshots, not
     /// one per batch.
     pub async fn maintain(&mut self, env: &dyn Env) -> Result<(), ErrorInfo> {
+        self.release_all_waiting(env).await;
         self.evict(None).await?;
         let now = env.now_ms();
         let due: Vec<SpaceId> = self
@@ -1126,11 +1145,29 @@ where
     /// Opens a sync session for `space` over a new pipe. `None` if the space
     /// is not in memory (not on this device, or, for a bounded engine, not
     /// woken: see [`Engine::wake`]).
+    ///
+    /// A device that has none of a space's entries yet (it just joined)
+    /// says Hello on one pipe at a time: every peer answers a Hello with
+    /// everything the device lacks, so greeting three peers at once would
+    /// download the space three times. The other pipes wait until the first
+    /// peer has sent everything it had, until no greeted pipe is left, or
+    /// for at most a few seconds; then they say Hello and receive only
+    /// what is still missing.
     pub fn open_pipe(&mut self, space: SpaceId, label: String, via: String) -> Option<PipeId> {
         self.touch(&space);
         let slot = self.spaces.get(&space)?;
         let mut session = SyncSession::new(space);
-        session.start(&slot.replica);
+        let busy = slot.replica.is_empty()
+            && self
+                .pipes
+                .values()
+                .any(|p| p.space == space && p.waiting.is_none());
+        let waiting = if busy {
+            Some(Waiting::default())
+        } else {
+            session.start(&slot.replica);
+            None
+        };
         let id = PipeId(self.next_pipe);
         self.next_pipe += 1;
         self.pipes.insert(
@@ -1141,9 +1178,74 @@ where
                 label,
                 via,
                 last_sync_ms: None,
+                waiting,
             },
         );
         Some(id)
+    }
+
+    /// Whether the pipe waits to say Hello (see [`Engine::open_pipe`]).
+    pub fn pipe_waiting(&self, pipe: PipeId) -> bool {
+        self.pipes.get(&pipe).is_some_and(|p| p.waiting.is_some())
+    }
+
+    /// Lets the waiting pipes of `space` say Hello once nothing is gained by
+    /// waiting any more, and feeds them what their peers sent meanwhile.
+    async fn release_waiting(&mut self, space: SpaceId, env: &dyn Env) {
+        let now = env.now_ms();
+        let Some(slot) = self.spaces.get(&space) else {
+            return;
+        };
+        let have = slot.replica.version_vector();
+        // Nothing to wait for once every greeted peer has answered and
+        // everything it had is here (or no greeted pipe is left).
+        let streams_done = self
+            .pipes
+            .values()
+            .filter(|p| p.space == space && p.waiting.is_none())
+            .all(|p| p.session.is_live() && have.dominates(p.session.peer_version_vector()));
+        let mut due = Vec::new();
+        for (id, p) in self.pipes.iter_mut().filter(|(_, p)| p.space == space) {
+            let Some(w) = p.waiting.as_mut() else {
+                continue;
+            };
+            let since = *w.since_ms.get_or_insert(now);
+            if streams_done
+                || now.saturating_sub(since) >= WAIT_MAX_MS
+                || w.frames.len() > WAIT_MAX_FRAMES
+                || w.bytes > WAIT_MAX_BYTES
+            {
+                due.push(*id);
+            }
+        }
+        for id in due {
+            let Some(p) = self.pipes.get_mut(&id) else {
+                continue;
+            };
+            let frames = p.waiting.take().map(|w| w.frames).unwrap_or_default();
+            if let Some(slot) = self.spaces.get(&space) {
+                p.session.start(&slot.replica);
+            }
+            for frame in frames {
+                if self.feed(id, &frame, env).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Lets waiting pipes of every space say Hello when they may (see
+    /// [`Engine::open_pipe`]); [`Engine::maintain`] does this too.
+    pub async fn release_all_waiting(&mut self, env: &dyn Env) {
+        let spaces: std::collections::BTreeSet<SpaceId> = self
+            .pipes
+            .values()
+            .filter(|p| p.waiting.is_some())
+            .map(|p| p.space)
+            .collect();
+        for space in spaces {
+            self.release_waiting(space, env).await;
+        }
     }
 
     /// Feeds bytes that arrived on a pipe. On a fatal protocol error the pipe
@@ -1160,11 +1262,36 @@ where
             return Err(SyncError::Closed);
         };
         let space = p.space;
+        let result = match p.waiting.as_mut() {
+            Some(w) => {
+                // Kept until the pipe says Hello.
+                w.bytes += frame.len();
+                w.frames.push(frame.to_vec());
+                Ok(0)
+            }
+            None => self.feed(pipe, frame, env).await,
+        };
+        if !self.batching {
+            self.release_waiting(space, env).await;
+        }
+        result
+    }
+
+    /// Hands a frame to a pipe's session and takes what it reports.
+    async fn feed(
+        &mut self,
+        pipe: PipeId,
+        frame: &[u8],
+        env: &dyn Env,
+    ) -> Result<usize, SyncError> {
+        let Some(p) = self.pipes.get_mut(&pipe) else {
+            return Err(SyncError::Closed);
+        };
+        let space = p.space;
         let Some(slot) = self.spaces.get_mut(&space) else {
             self.pipes.remove(&pipe);
             return Err(SyncError::Closed);
         };
-        let was_empty = slot.replica.is_empty();
         p.session.defer_entries(self.batching);
         let now = env.now_ms();
         let (events, failure) = match p.session.handle_frame(frame, &mut slot.replica, now) {
@@ -1177,9 +1304,7 @@ where
         }
         p.last_sync_ms = Some(now);
         let label = p.label.clone();
-        let applied = self
-            .absorb(pipe, space, &label, events, was_empty, env)
-            .await;
+        let applied = self.absorb(space, &label, events, env).await;
         match failure {
             Some(e) => {
                 self.pipes.remove(&pipe);
@@ -1196,11 +1321,9 @@ where
     /// batch). Returns the number of entries applied.
     async fn absorb(
         &mut self,
-        pipe: PipeId,
         space: SpaceId,
         label: &str,
         events: SyncEvents,
-        was_empty: bool,
         env: &dyn Env,
     ) -> usize {
         let now = env.now_ms();
@@ -1227,18 +1350,6 @@ where
         }
         let applied = events.applied.len();
         if applied > 0 || !events.forks.is_empty() {
-            if was_empty {
-                // The first entries of a space: start the other pipes too.
-                let slot = &self.spaces[&space];
-                // (Not the pipe they came on: its peer knows what it sent.)
-                for (_, other) in self
-                    .pipes
-                    .iter_mut()
-                    .filter(|(id, o)| **id != pipe && o.space == space)
-                {
-                    other.session.start(&slot.replica);
-                }
-            }
             if self.batching {
                 self.dirty.insert(space);
             } else {
@@ -1272,15 +1383,14 @@ where
         // applied now, one large batch per pipe.
         let now = env.now_ms();
         for pipe in std::mem::take(&mut self.held) {
-            let (space, label, events, was_empty) = match self.pipes.get_mut(&pipe) {
+            let (space, label, events) = match self.pipes.get_mut(&pipe) {
                 Some(p) => {
                     p.session.defer_entries(false);
                     let Some(slot) = self.spaces.get_mut(&p.space) else {
                         continue;
                     };
-                    let was_empty = slot.replica.is_empty();
                     let events = p.session.flush(&mut slot.replica, now);
-                    (p.space, p.label.clone(), events, was_empty)
+                    (p.space, p.label.clone(), events)
                 }
                 // Closed during the batch: what it held is still taken.
                 None => match self.closed_held.remove(&pipe) {
@@ -1288,20 +1398,19 @@ where
                         let Some(slot) = self.spaces.get_mut(&p.space) else {
                             continue;
                         };
-                        let was_empty = slot.replica.is_empty();
                         let events = p.session.flush(&mut slot.replica, now);
-                        (p.space, p.label, events, was_empty)
+                        (p.space, p.label, events)
                     }
                     None => continue,
                 },
             };
-            self.absorb(pipe, space, &label, events, was_empty, env)
-                .await;
+            self.absorb(space, &label, events, env).await;
         }
         self.batching = false;
         for space in std::mem::take(&mut self.dirty) {
             self.after_change(&space, env).await;
         }
+        self.release_all_waiting(env).await;
     }
 
     /// Frames to send on a pipe.

@@ -632,3 +632,147 @@ fn bundles_carry_a_space_and_a_damaged_one_changes_nothing() {
     let e = post(&mut c, &env, space, "Let me in").expect_err("not a member");
     assert_eq!(e.code, ErrorCode::Refused);
 }
+
+/// Moves one round of frames between two engines' pipes. Returns the bytes
+/// that went from `x` to `y`, and whether anything moved.
+fn exchange<A: Store, B: Store>(
+    x: &mut Engine<A>,
+    xp: PipeId,
+    y: &mut Engine<B>,
+    yp: PipeId,
+    env: &FixedEnv,
+) -> (usize, bool)
+where
+    A::Error: StorageError,
+    B::Error: StorageError,
+{
+    let to_y = x.pipe_output(xp);
+    let to_x = y.pipe_output(yp);
+    let moved = !to_y.is_empty() || !to_x.is_empty();
+    let bytes = to_y.iter().map(Vec::len).sum();
+    for f in to_y {
+        let _ = block_on(y.pipe_input(yp, &f, env));
+    }
+    for f in to_x {
+        let _ = block_on(x.pipe_input(xp, &f, env));
+    }
+    (bytes, moved)
+}
+
+/// Alice with a 300-notice space, Bob with a full copy of it, and Carol, a
+/// new device that joined it and holds nothing yet.
+fn three_devices(
+    env: &FixedEnv,
+) -> (
+    Engine<MemoryStore>,
+    Engine<MemoryStore>,
+    Engine<MemoryStore>,
+    SpaceId,
+) {
+    let mut a = device(MemoryStore::new(), env, "Alice");
+    let space = new_space(&mut a, env);
+    for i in 0..300 {
+        post(
+            &mut a,
+            env,
+            space,
+            &format!("notice {i} with a longer title"),
+        )
+        .expect("post");
+    }
+    let id = civicbase_core::Hash(space);
+    let mut b = block_on(Engine::open(MemoryStore::new(), env)).expect("open");
+    block_on(b.replicate(id)).expect("replicate");
+    let ab = a.open_pipe(id, "b".into(), "test".into()).expect("pipe");
+    let ba = b.open_pipe(id, "a".into(), "test".into()).expect("pipe");
+    pump(&mut a, ab, &mut b, ba, env);
+    a.close_pipe(ab);
+    b.close_pipe(ba);
+    assert_eq!(b.replica(&id).map(Replica::len), Some(301));
+    let mut c = block_on(Engine::open(MemoryStore::new(), env)).expect("open");
+    block_on(c.replicate(id)).expect("replicate");
+    (a, b, c, id)
+}
+
+#[test]
+fn a_new_device_downloads_a_space_once_however_many_peers_it_meets() {
+    let env = FixedEnv::new(T, 9);
+    let (mut a, mut b, mut c, id) = three_devices(&env);
+    let ca = c.open_pipe(id, "a".into(), "test".into()).expect("pipe");
+    let ac = a.open_pipe(id, "c".into(), "test".into()).expect("pipe");
+    let cb = c.open_pipe(id, "b".into(), "test".into()).expect("pipe");
+    let bc = b.open_pipe(id, "c".into(), "test".into()).expect("pipe");
+    assert!(!c.pipe_waiting(ca), "the first peer is greeted at once");
+    assert!(c.pipe_waiting(cb), "the second waits");
+    let (mut from_a, mut from_b) = (0, 0);
+    for _ in 0..50 {
+        let (na, moved_a) = exchange(&mut a, ac, &mut c, ca, &env);
+        let (nb, moved_b) = exchange(&mut b, bc, &mut c, cb, &env);
+        from_a += na;
+        from_b += nb;
+        if !moved_a && !moved_b {
+            break;
+        }
+    }
+    assert_eq!(c.replica(&id).map(Replica::len), Some(301));
+    assert!(!c.pipe_waiting(cb), "greeted once Alice's stream was in");
+    assert!(
+        from_a > 50_000,
+        "the space came from Alice ({from_a} bytes)"
+    );
+    assert!(
+        from_b < 2_000,
+        "Bob sent little more than his Hello ({from_b} bytes)"
+    );
+    // Both sessions stay live: a new notice by Alice reaches Carol, and
+    // Bob through Carol.
+    post(&mut a, &env, id.0, "after the initial sync").expect("post");
+    for _ in 0..10 {
+        let (_, moved_a) = exchange(&mut a, ac, &mut c, ca, &env);
+        let (_, moved_b) = exchange(&mut b, bc, &mut c, cb, &env);
+        if !moved_a && !moved_b {
+            break;
+        }
+    }
+    assert_eq!(c.replica(&id).map(Replica::len), Some(302));
+    assert_eq!(b.replica(&id).map(Replica::len), Some(302));
+}
+
+#[test]
+fn a_waiting_pipe_is_greeted_when_the_first_peer_leaves_or_stalls() {
+    for stall in [false, true] {
+        let env = FixedEnv::new(T, 10);
+        let (mut a, mut b, mut c, id) = three_devices(&env);
+        let ca = c.open_pipe(id, "a".into(), "test".into()).expect("pipe");
+        let ac = a.open_pipe(id, "c".into(), "test".into()).expect("pipe");
+        let cb = c.open_pipe(id, "b".into(), "test".into()).expect("pipe");
+        let bc = b.open_pipe(id, "c".into(), "test".into()).expect("pipe");
+        // Carol's Hello reaches Alice, Bob's reaches Carol; Alice's answer
+        // (the space) never arrives.
+        for f in c.pipe_output(ca) {
+            block_on(a.pipe_input(ac, &f, &env)).expect("hello to a");
+        }
+        for f in b.pipe_output(bc) {
+            block_on(c.pipe_input(cb, &f, &env)).expect("hello to c");
+        }
+        assert!(c.pipe_waiting(cb));
+        if stall {
+            // Alice is still connected but sends nothing for a while.
+            env.advance(5_000);
+        } else {
+            c.close_pipe(ca);
+        }
+        block_on(c.maintain(&env)).expect("maintain");
+        assert!(!c.pipe_waiting(cb), "stall: {stall}");
+        for _ in 0..50 {
+            if !exchange(&mut b, bc, &mut c, cb, &env).1 {
+                break;
+            }
+        }
+        assert_eq!(
+            c.replica(&id).map(Replica::len),
+            Some(301),
+            "stall: {stall}"
+        );
+    }
+}

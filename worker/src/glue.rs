@@ -260,6 +260,8 @@ impl Worker {
             }
             RequestBody::LinkDown { link } => {
                 self.links.link_down(&mut self.engine, LinkId(link.into()));
+                // Pipes that waited for this peer's initial sync say Hello.
+                self.engine.release_all_waiting(&self.env).await;
             }
             _ => {}
         }
