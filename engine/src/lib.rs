@@ -197,6 +197,9 @@ const PENDING_JOIN_PREFIX: &str = "pending-join:";
 /// bytes each.
 const REPLICATED_KEY: &str = "replicated-spaces";
 const SNAPSHOT_EVERY: u64 = 500;
+/// Entries stored since the last snapshot before a space that is still
+/// receiving a stream gets one.
+const STREAMING_SNAPSHOT_EVERY: u64 = 20_000;
 /// A space that received nothing for this long is not streaming.
 const QUIET_MS: u64 = 1_000;
 const INVITE_PREFIX: &str = "join1";
@@ -509,8 +512,10 @@ where
     /// last one, so the next start replays a short tail. Every snapshot
     /// rewrites the whole state, so while entries are still streaming in
     /// (some arrived in the last second) a space gets one only once its
-    /// tail is half its log: a long first sync writes a few snapshots, not
-    /// one per batch.
+    /// tail reaches 20,000 entries (replaying that many stored entries,
+    /// which are not verified again, takes a fraction of a second): a first
+    /// sync writes its snapshot when it is over, not while it competes with
+    /// the transfer.
     pub async fn maintain(&mut self, env: &dyn Env) -> Result<(), ErrorInfo> {
         self.release_all_waiting(env).await;
         self.evict(None).await?;
@@ -522,7 +527,7 @@ where
                 let quiet = now.saturating_sub(slot.last_received_ms) >= QUIET_MS;
                 slot.since_snapshot >= SNAPSHOT_EVERY
                     && slot.unsaved.is_empty()
-                    && (quiet || slot.since_snapshot * 2 >= slot.store_pos)
+                    && (quiet || slot.since_snapshot >= STREAMING_SNAPSHOT_EVERY)
             })
             .map(|(id, _)| *id)
             .collect();
