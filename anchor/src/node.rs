@@ -72,8 +72,6 @@ const REPLY_EVERY: Duration = Duration::from_secs(1);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 /// Data channel events queued for the node before the channels wait.
 const CHANNEL_QUEUE: usize = 256;
-/// Most channel events handled in one engine batch.
-const MAX_BATCH: usize = 64;
 /// Connections being set up at once; more offers and announces wait.
 const MAX_PENDING: usize = 32;
 /// Connections in total.
@@ -317,7 +315,7 @@ where
                 () = &mut shutdown => break,
                 Some(ev) = sig_rx.recv() => self.on_signaling(ev, &signaling).await,
                 Some(ctl) = self.ctl_rx.recv() => self.on_ctl(ctl, &signaling).await,
-                Some((conn, ev)) = self.chan_rx.recv() => self.on_channels(conn, ev).await,
+                Some((conn, ev)) = self.chan_rx.recv() => self.on_channel(conn, ev).await,
                 cmd = self.commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.on_command(cmd, &signaling).await,
@@ -845,21 +843,6 @@ where
                 }
             }
         }
-    }
-
-    /// Handles a channel event and the others already waiting (up to
-    /// [`MAX_BATCH`]) in one engine batch: their entries are verified
-    /// together and stored in one transaction.
-    async fn on_channels(&mut self, conn: u64, ev: ChannelEvent) {
-        self.engine.begin_batch();
-        self.on_channel(conn, ev).await;
-        for _ in 1..MAX_BATCH {
-            match self.chan_rx.try_recv() {
-                Ok((conn, ev)) => self.on_channel(conn, ev).await,
-                Err(_) => break,
-            }
-        }
-        self.engine.end_batch(&self.env).await;
     }
 
     async fn on_channel(&mut self, conn: u64, ev: ChannelEvent) {
