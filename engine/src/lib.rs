@@ -1197,6 +1197,15 @@ where
     /// Lets the waiting pipes of `space` say Hello once nothing is gained by
     /// waiting any more, and feeds them what their peers sent meanwhile.
     async fn release_waiting(&mut self, space: SpaceId, env: &dyn Env) {
+        // Runs after every frame: nothing to do (and no version vector to
+        // build) unless a pipe of this space waits.
+        if !self
+            .pipes
+            .values()
+            .any(|p| p.space == space && p.waiting.is_some())
+        {
+            return;
+        }
         let now = env.now_ms();
         let Some(slot) = self.spaces.get(&space) else {
             return;
