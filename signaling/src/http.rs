@@ -2,7 +2,7 @@
 //! files of the built app for everything else.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,8 +18,9 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tracing::debug;
 
+use crate::config::Secret;
 use crate::metrics::RefuseReason;
-use crate::{connection, Shared};
+use crate::{connection, proxy, Shared};
 
 const CACHE_IMMUTABLE: HeaderValue =
     HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -78,9 +79,10 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// Checks the handshake, the origin and the admission limits, then answers `101 Switching
 /// Protocols` and hands the connection to [`connection::run`] (RFC 6455, section 4.2).
 fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Response {
+    let ip = client_ip(&shared, addr, request.headers());
     if !origin_allowed(&shared.config.allowed_origins, request.headers()) {
         shared.metrics.count_refusal(RefuseReason::Origin);
-        debug!(%addr, origin = ?request.headers().get(header::ORIGIN), "origin refused");
+        debug!(%addr, %ip, origin = ?request.headers().get(header::ORIGIN), "origin refused");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     if shared.heartbeat.is_stopping() {
@@ -97,11 +99,11 @@ fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Respo
         )
             .into_response();
     };
-    let ticket = match shared.admission.admit(addr.ip()) {
+    let ticket = match shared.admission.admit(ip) {
         Ok(ticket) => ticket,
         Err(reason) => {
             shared.metrics.count_refusal(reason);
-            debug!(%addr, ?reason, "connection refused");
+            debug!(%addr, %ip, ?reason, "connection refused");
             return match reason {
                 RefuseReason::PerIpLimit => (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -122,6 +124,16 @@ fn upgrade(shared: Arc<Shared>, addr: SocketAddr, mut request: Request) -> Respo
         ],
     )
         .into_response()
+}
+
+/// The client's address: the peer's, or the one its forwarding headers name when the peer is
+/// a trusted proxy (see [`proxy::client_ip`]). Malformed headers from a trusted proxy leave the
+/// peer's address.
+fn client_ip(shared: &Shared, addr: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    proxy::client_ip(addr.ip(), headers, &shared.config.trusted_proxies).unwrap_or_else(|error| {
+        debug!(%addr, %error, "ignoring the forwarding headers of a trusted proxy");
+        addr.ip().to_canonical()
+    })
 }
 
 /// Why an opening handshake is refused.
@@ -199,7 +211,26 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+/// `/metrics`: the Prometheus text, behind the bearer token when one is configured.
+async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = &shared.config.metrics_token {
+        if !bearer_matches(token, &headers) {
+            debug!(%addr, "metrics request without the right bearer token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"metrics\""),
+                )],
+                "a bearer token is required for /metrics\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -208,6 +239,18 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.metrics.render(shared.hub.topic_count()),
     )
         .into_response()
+}
+
+/// Whether the request's `Authorization` header is `Bearer <token>` (the scheme in any case)
+/// with this token, compared in constant time.
+fn bearer_matches(token: &Secret, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some((scheme, credentials)) = value.as_bytes().split_first_chunk::<7>() else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(b"bearer ") && token.matches(credentials.trim_ascii())
 }
 
 /// A file of the static directory, with cache headers that suit Trunk's hashed file names.

@@ -11,7 +11,9 @@
 //! with server pings, an optional `Origin` allowlist, and a bounded outbound queue (a client
 //! that does not read fast enough is disconnected; it never slows the relay). A connection that
 //! breaks a limit, or sends malformed JSON or a binary frame, is closed with a close code and a
-//! reason; every other connection carries on.
+//! reason; every other connection carries on. Behind a reverse proxy listed in
+//! [`Config::trusted_proxies`], connections are counted and logged under the client address
+//! the proxy passes in `X-Forwarded-For` or `X-Real-IP`.
 //!
 //! HTTP routes:
 //!
@@ -20,7 +22,7 @@
 //! | `/`        | WebSocket upgrade, or `index.html` of the static directory          |
 //! | `/signal`  | WebSocket upgrade                                                   |
 //! | `/healthz` | `200 ok`                                                            |
-//! | `/metrics` | Prometheus text format                                              |
+//! | `/metrics` | Prometheus text format; may require `Authorization: Bearer <token>` |
 //! | `/*`       | static files; hashed names cached for a year, the rest `no-cache`   |
 //!
 //! # Embedding
@@ -66,8 +68,9 @@ mod limits;
 mod metrics;
 mod outbox;
 pub mod protocol;
+mod proxy;
 
-pub use config::{Args, Config, ConfigError};
+pub use config::{Args, Cidr, Config, ConfigError, Secret};
 
 /// Why [`serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -107,6 +107,9 @@ fn help_names_every_option_and_its_environment_variable() {
         "outbound-queue",
         "allowed-origins",
         "shutdown-grace-secs",
+        "trusted-proxies",
+        "metrics-token",
+        "metrics-token-file",
     ] {
         assert!(help.contains(&format!("--{option}")), "--{option}");
         let env = format!(
@@ -115,6 +118,62 @@ fn help_names_every_option_and_its_environment_variable() {
         );
         assert!(help.contains(&env), "{env}");
     }
+}
+
+#[test]
+fn print_config_never_shows_the_metrics_token() {
+    let secret = "never-printed-5d1c";
+    let output = command()
+        .env("CIVICBASE_SIGNALING_METRICS_TOKEN", secret)
+        .env("CIVICBASE_SIGNALING_TRUSTED_PROXIES", "127.0.0.1,fd00::/8")
+        .arg("--print-config")
+        .output()
+        .expect("run the binary");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(!text.contains(secret), "{text}");
+    assert!(
+        text.contains("# metrics_token is set but not printed"),
+        "{text}"
+    );
+    let config: toml::Table = text.parse().expect("TOML");
+    let proxies: Vec<&str> = config["trusted_proxies"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(proxies, ["127.0.0.1", "fd00::/8"]);
+
+    let file = std::env::temp_dir().join(format!(
+        "civicbase-signaling-token-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::write(&file, format!("{secret}\n")).expect("write token");
+    let output = command()
+        .args(["--metrics-token-file".as_ref(), file.as_os_str()])
+        .arg("--print-config")
+        .output()
+        .expect("run the binary");
+    std::fs::remove_file(&file).ok();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(!text.contains(secret), "{text}");
+    let config: toml::Table = text.parse().expect("TOML");
+    assert_eq!(
+        config["metrics_token_file"].as_str(),
+        file.to_str(),
+        "{text}"
+    );
+
+    // --help does not show the value of the token's environment variable.
+    let help = command()
+        .env("CIVICBASE_SIGNALING_METRICS_TOKEN", secret)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains(secret));
 }
 
 #[test]

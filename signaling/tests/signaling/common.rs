@@ -150,12 +150,22 @@ impl Client {
         url: &str,
         origin: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
+        match origin {
+            Some(origin) => Client::try_connect_with(url, &[("Origin", origin)]).await,
+            None => Client::try_connect_with(url, &[]).await,
+        }
+    }
+
+    /// Connects with extra request headers (repeated names are sent as separate lines).
+    pub async fn try_connect_with(
+        url: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Client, tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        if let Some(origin) = origin {
-            request.headers_mut().insert(
-                "Origin",
-                HeaderValue::from_str(origin).expect("header value"),
-            );
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, HeaderValue::from_str(value).expect("header value"));
         }
         let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
         let (ws, _) = tokio::time::timeout(

@@ -3,7 +3,7 @@
 use std::io::Read as _;
 use std::path::PathBuf;
 
-use civicbase_signaling::Config;
+use civicbase_signaling::{Config, Secret};
 
 use crate::common::{config, get, unique, Client, Server};
 
@@ -247,4 +247,74 @@ async fn malformed_opening_handshakes_are_refused() {
     ];
     assert_eq!(get(server.addr, "/", &no_key).await.status, 400);
     server.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_require_the_bearer_token_when_one_is_set() {
+    let token = "s3cret-metrics-token";
+    let server = Server::start(Config {
+        metrics_token: Some(Secret::new(token)),
+        ..config()
+    })
+    .await;
+    let refused = get(server.addr, "/metrics", &[]).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some("Bearer realm=\"metrics\"")
+    );
+    let body = String::from_utf8(refused.body).expect("utf-8");
+    assert!(!body.contains("civicbase_signaling_"), "{body}");
+    for wrong in [
+        "Bearer wrong-token".to_owned(),
+        format!("Bearer {token}x"),
+        format!("Bearer {}", &token[..token.len() - 1]),
+        format!("Basic {token}"),
+        format!("Bearer{token}"),
+        token.to_owned(),
+        "Bearer ".to_owned(),
+    ] {
+        let response = get(server.addr, "/metrics", &[("Authorization", &wrong)]).await;
+        assert_eq!(response.status, 401, "{wrong}");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some("Bearer realm=\"metrics\""),
+            "{wrong}"
+        );
+    }
+    for right in [
+        format!("Bearer {token}"),
+        format!("bearer {token}"),
+        format!("BEARER  {token}"),
+    ] {
+        let response = get(server.addr, "/metrics", &[("Authorization", &right)]).await;
+        assert_eq!(response.status, 200, "{right}");
+        let text = String::from_utf8(response.body).expect("utf-8");
+        assert!(
+            text.contains("civicbase_signaling_connections_total 0"),
+            "{text}"
+        );
+    }
+    // The token guards only /metrics.
+    assert_eq!(get(server.addr, "/healthz", &[]).await.status, 200);
+    server.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_open_without_a_token() {
+    let server = Server::start(config()).await;
+    let open = get(server.addr, "/metrics", &[]).await;
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("www-authenticate"), None);
+    let any = get(
+        server.addr,
+        "/metrics",
+        &[("Authorization", "Bearer anything")],
+    )
+    .await;
+    assert_eq!(any.status, 200);
+    assert_eq!(
+        server.metric("civicbase_signaling_connections_total").await,
+        0
+    );
 }

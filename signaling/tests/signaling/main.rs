@@ -6,4 +6,5 @@ mod compat;
 mod http;
 mod limits;
 mod protocol;
+mod proxy;
 mod shutdown;
