@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use civicbase_core::{Hash, SpaceId};
-use civicbase_engine::mesh::{topic, LinkId, Links};
+use civicbase_engine::mesh::{topic, LinkError, LinkId, Links};
 use civicbase_engine::{Engine, Env, PipeId, StorageError};
 use civicbase_proto::{
     decode_request, encode_event, ErrorCode, ErrorInfo, Event, Request, RequestBody,
@@ -179,6 +179,8 @@ struct Worker {
     scope: DedicatedWorkerGlobalScope,
     /// Whether the receiving code was warmed up (see [`Worker::warm_up`]).
     warm: bool,
+    /// Whether the user was told that a peer runs another link protocol.
+    version_warned: bool,
 }
 
 impl Worker {
@@ -251,6 +253,14 @@ impl Worker {
                     .receive(&mut self.engine, id, &bytes, &self.env)
                     .await
                 {
+                    if matches!(e, LinkError::Version { .. }) && !self.version_warned {
+                        // Said once: the link is tried again at every announce.
+                        self.version_warned = true;
+                        self.post(&Event::Alert(ErrorInfo {
+                            code: ErrorCode::Version,
+                            message: format!("A peer could not sync with this device: {e}."),
+                        }));
+                    }
                     self.links.link_down(&mut self.engine, id);
                     self.post(&Event::LinkClose {
                         link,
@@ -659,6 +669,7 @@ pub fn start() {
             links: Links::new(),
             scope: post_scope,
             warm: false,
+            version_warned: false,
         };
         w.announce();
         w.post_topics();
