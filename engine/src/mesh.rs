@@ -15,13 +15,14 @@
 //!
 //! Each direction of a link is one compressed stream: every sync frame (up
 //! to [`civicbase_core::sync::MAX_FRAME`] bytes) is compressed with raw
-//! DEFLATE (RFC 1951) in that stream and ended with a sync flush, so it
-//! decompresses completely on its own yet refers back to what the link
-//! carried before (stored entries share authors, spaces and wording, and
-//! the stream carries less than half their bytes). The compressed bytes
+//! DEFLATE (RFC 1951) in that stream and ended with a sync flush, so that
+//! the receiver can inflate all of it at once, while it may refer back to
+//! what the link carried before (stored entries share authors, spaces and
+//! wording: the stream carries less than half their bytes). The compressed bytes
 //! are cut into pieces of at most [`LINK_PIECE`] bytes, a size every WebRTC
-//! stack carries in one data-channel message, and the receiver inflates
-//! each message in the order it arrives, stopping at
+//! stack carries in one data-channel message, sent one frame after the
+//! other; the receiver inflates each message in the order it arrives,
+//! holds at most one partial frame, and stops at
 //! [`civicbase_core::sync::MAX_FRAME`] bytes per frame ([`LinkEncoder`],
 //! [`LinkDecoder`]). The first frame of each space's session on a
 //! link is its Hello: a receiver that has the space and no session for it on
@@ -197,8 +198,11 @@ impl LinkEncoder {
 /// arrive and joins the pieces of each space's frames.
 pub struct LinkDecoder {
     inflate: Box<InflateState>,
-    /// Frames being received, by space.
-    partial: BTreeMap<SpaceId, Vec<u8>>,
+    /// The frame being received: a sender sends the pieces of one frame
+    /// one after the other, so there is at most one.
+    partial: Option<(SpaceId, Vec<u8>)>,
+    /// Room for inflating one message.
+    scratch: Vec<u8>,
 }
 
 impl Default for LinkDecoder {
@@ -212,7 +216,8 @@ impl LinkDecoder {
     pub fn new() -> Self {
         Self {
             inflate: InflateState::new_boxed(DataFormat::Raw),
-            partial: BTreeMap::new(),
+            partial: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -236,15 +241,25 @@ impl LinkDecoder {
         let mut id = [0u8; 32];
         id.copy_from_slice(&msg[2..LINK_HEADER]);
         let space = Hash(id);
-        let frame = self.partial.entry(space).or_default();
-        if let Err(e) = inflate_into(&mut self.inflate, &msg[LINK_HEADER..], frame) {
-            self.partial.remove(&space);
-            return Err(e);
+        let (partial_space, frame) = self.partial.get_or_insert_with(|| (space, Vec::new()));
+        if *partial_space != space {
+            return Err(LinkError::Malformed(
+                "a piece of another frame before the last piece of a frame",
+            ));
         }
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; LINK_PIECE];
+        }
+        inflate_into(
+            &mut self.inflate,
+            &msg[LINK_HEADER..],
+            frame,
+            &mut self.scratch,
+        )?;
         if kind == KIND_MORE {
             return Ok(None);
         }
-        Ok(self.partial.remove(&space).map(|frame| (space, frame)))
+        Ok(self.partial.take())
     }
 }
 
@@ -254,10 +269,10 @@ fn inflate_into(
     state: &mut InflateState,
     mut input: &[u8],
     frame: &mut Vec<u8>,
+    buf: &mut [u8],
 ) -> Result<(), LinkError> {
-    let mut buf = vec![0u8; LINK_PIECE];
     loop {
-        let r = miniz_oxide::inflate::stream::inflate(state, input, &mut buf, MZFlush::None);
+        let r = miniz_oxide::inflate::stream::inflate(state, input, buf, MZFlush::None);
         input = &input[r.bytes_consumed..];
         if frame.len() + r.bytes_written > MAX_FRAME {
             return Err(LinkError::TooLarge {
@@ -600,6 +615,14 @@ mod tests {
             }
         }
         assert!(matches!(r, Err(LinkError::TooLarge { .. })), "{r:?}");
+        // The pieces of two frames interleaved.
+        let mut enc = LinkEncoder::new();
+        let mut first = enc.encode(&space, &noise(100, 20)).remove(0);
+        first[1] = KIND_MORE;
+        let second = enc.encode(&Hash([4; 32]), &noise(100, 21)).remove(0);
+        let mut dec = LinkDecoder::new();
+        assert!(matches!(dec.decode(&first), Ok(None)));
+        assert!(matches!(dec.decode(&second), Err(LinkError::Malformed(_))));
         let hello = LinkEncoder::new().encode(&space, b"");
         let unknown = block_on(links.receive(&mut a, LinkId(9), &hello[0], &env));
         assert!(matches!(unknown, Err(LinkError::UnknownLink)));
