@@ -68,12 +68,7 @@ fn flags_beat_environment_beats_file_beats_defaults() {
     );
     assert_eq!(config["outbound_queue"].as_integer(), Some(256), "default");
     assert_eq!(config["bind"].as_str(), Some("127.0.0.1:8787"), "default");
-    let origins: Vec<&str> = config["allowed_origins"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let origins: Vec<&str> = strings(&config, "allowed_origins");
     assert_eq!(origins, ["https://a.example", "http://b.example:8080"]);
 }
 
@@ -137,12 +132,7 @@ fn print_config_never_shows_the_metrics_token() {
         "{text}"
     );
     let config: toml::Table = text.parse().expect("TOML");
-    let proxies: Vec<&str> = config["trusted_proxies"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let proxies: Vec<&str> = strings(&config, "trusted_proxies");
     assert_eq!(proxies, ["127.0.0.1", "fd00::/8"]);
 
     let file = std::env::temp_dir().join(format!(
@@ -249,4 +239,14 @@ async fn sigterm_closes_websockets_with_going_away_and_exits_cleanly() {
         log.iter().any(|l| l.contains("SIGTERM received")),
         "{log:?}"
     );
+}
+
+/// The strings of the list `key` in a printed configuration.
+fn strings<'a>(config: &'a toml::Table, key: &str) -> Vec<&'a str> {
+    config[key]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect()
 }

@@ -130,6 +130,16 @@ pub struct Client {
     pub ws: Ws,
 }
 
+/// Asserts that an attempt to connect was refused with HTTP `status`; `what` names the attempt
+/// in the failure message.
+pub fn assert_refused(attempt: Result<Client, tungstenite::Error>, status: u16, what: &str) {
+    match attempt {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), status, "{what}"),
+        Err(other) => panic!("{what}: unexpected error {other}"),
+        Ok(_) => panic!("{what} was accepted"),
+    }
+}
+
 /// How a connection ended, seen from the client.
 #[derive(Debug, PartialEq)]
 pub enum Ending {

@@ -8,7 +8,7 @@ use civicbase_signaling::Config;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::common::{config, Client, Ending, Server, STEP};
+use crate::common::{assert_refused, config, Client, Ending, Server, STEP};
 
 fn rejected(reason: &str) -> String {
     format!("civicbase_signaling_frames_rejected_total{{reason=\"{reason}\"}}")
@@ -260,11 +260,11 @@ async fn too_many_connections_from_one_address_are_refused_with_429() {
     for _ in 0..3 {
         held.push(Client::connect(&server.url()).await);
     }
-    match Client::try_connect(&server.url(), None).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
-        Err(other) => panic!("unexpected error {other}"),
-        Ok(_) => panic!("a fourth connection was accepted"),
-    }
+    assert_refused(
+        Client::try_connect(&server.url(), None).await,
+        429,
+        "a fourth connection",
+    );
     assert_eq!(
         server
             .metric("civicbase_signaling_upgrades_refused_total{reason=\"per_ip_limit\"}")
@@ -292,11 +292,11 @@ async fn the_total_connection_limit_refuses_with_503() {
     .await;
     let _a = Client::connect(&server.url()).await;
     let _b = Client::connect(&server.url()).await;
-    match Client::try_connect(&server.url(), None).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
-        Err(other) => panic!("unexpected error {other}"),
-        Ok(_) => panic!("a third connection was accepted"),
-    }
+    assert_refused(
+        Client::try_connect(&server.url(), None).await,
+        503,
+        "a third connection",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,11 +345,11 @@ async fn origins_outside_the_allowlist_are_refused_with_403() {
         ..config()
     })
     .await;
-    match Client::try_connect(&server.url(), Some("http://evil.example")).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
-        Err(other) => panic!("unexpected error {other}"),
-        Ok(_) => panic!("a foreign origin was accepted"),
-    }
+    assert_refused(
+        Client::try_connect(&server.url(), Some("http://evil.example")).await,
+        403,
+        "a foreign origin",
+    );
     let mut allowed = Client::try_connect(&server.url(), Some("http://civic.example"))
         .await
         .expect("allowed origin");

@@ -1,9 +1,8 @@
 //! Client addresses behind trusted reverse proxies, for the per-IP connection limit.
 
 use civicbase_signaling::Config;
-use tokio_tungstenite::tungstenite;
 
-use crate::common::{config, Client, Server};
+use crate::common::{assert_refused, config, Client, Server};
 
 const PER_IP_REFUSED: &str = "civicbase_signaling_upgrades_refused_total{reason=\"per_ip_limit\"}";
 
@@ -18,13 +17,8 @@ async fn admitted(server: &Server, headers: &[(&'static str, &str)]) -> Client {
 
 /// Connects with these headers and expects `429 Too Many Requests`.
 async fn refused_429(server: &Server, headers: &[(&'static str, &str)]) {
-    match Client::try_connect_with(&server.url(), headers).await {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 429, "{headers:?}");
-        }
-        Err(other) => panic!("{headers:?}: unexpected error {other}"),
-        Ok(_) => panic!("{headers:?} was admitted over the limit"),
-    }
+    let attempt = Client::try_connect_with(&server.url(), headers).await;
+    assert_refused(attempt, 429, &format!("{headers:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
