@@ -265,6 +265,7 @@ fn generate() -> Dataset {
                     key: invite.author(),
                     role: Role::Member,
                     expires_ms: now + 86_400_000,
+                    uses: 1,
                 }],
                 now,
             )

@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 key: invite.author(),
                 role: Role::Member,
                 expires_ms: T0 + 86_400_000,
+                uses: 1,
             }],
             t,
         )?;

@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             key: invite.author(),
             role: Role::Coordinator,
             expires_ms: t + 7 * 24 * 3_600_000,
+            uses: 1,
         }],
         now(),
     )?;

@@ -1,10 +1,10 @@
 //! Operations: what a payload says. One user action is one entry whose
 //! payload is a list of operations, each belonging to one module.
 //!
-//! # Byte layout (payload version 1)
+//! # Byte layout (payload version 2)
 //!
 //! ```text
-//! payload = version:u8 (=1) op_count:varint (1..=10000) op*
+//! payload = version:u8 (=2) op_count:varint (1..=10000) op*
 //! op      = tag:u8 fields…
 //! ```
 //! Strings are a varint length and UTF-8 bytes, ids are 32 raw bytes, numbers
@@ -14,8 +14,17 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::id::{AuthorId, RecordId};
 use crate::identity::SIGNATURE_LEN;
 
-/// Payload format version.
-pub const PAYLOAD_VERSION: u8 = 1;
+/// Payload format version. Version 2 is the space format with the
+/// authorization rules of docs/PROTOCOL.md ("Authorization"): single-use
+/// invites, device links with the device's consent, proposals that close.
+/// Version 1 entries (whose invites, links and removals meant something
+/// else) are refused with [`DecodeError::UnsupportedVersion`].
+pub const PAYLOAD_VERSION: u8 = 2;
+/// Largest credit limit (default or per member) and largest transfer, so
+/// that no balance arithmetic on these values can overflow.
+pub const MAX_CREDIT: u64 = 1_000_000_000;
+/// Most people one invite may admit.
+pub const MAX_INVITE_USES: u32 = 1_000;
 /// Most operations one entry may carry.
 pub const MAX_OPS: usize = 10_000;
 /// Longest name (space, person).
@@ -128,7 +137,7 @@ pub enum Op {
         name: String,
     },
     /// Creates an invite (admin; coordinators for member and viewer).
-    /// Fields: invite public key, role, expiry in Unix ms.
+    /// Fields: invite public key, role, expiry in Unix ms, uses.
     Invite {
         /// Public key derived from the invite secret.
         key: AuthorId,
@@ -136,6 +145,10 @@ pub enum Op {
         role: Role,
         /// Wall-clock expiry in Unix milliseconds.
         expires_ms: u64,
+        /// How many people it may admit: 1 for a personal invite; more
+        /// (up to [`MAX_INVITE_USES`]) only for a group link whose role is
+        /// at most member.
+        uses: u32,
     },
     /// Revokes an invite (its creator or an admin). Fields: invite key.
     RevokeInvite {
@@ -152,10 +165,14 @@ pub enum Op {
         /// The joiner's display name.
         name: String,
     },
-    /// Links another device key to the author's member. Fields: device.
+    /// Links another device key to the author's member, with the device's
+    /// consent. Fields: device, consent.
     LinkDevice {
         /// The new device's public key.
         device: AuthorId,
+        /// The device key's signature over
+        /// [`crate::state::members::link_statement`] (space, member, device).
+        consent: [u8; SIGNATURE_LEN],
     },
     /// Changes a member's role (admin). Fields: member, role.
     SetRole {
@@ -231,6 +248,13 @@ pub enum Op {
         /// Comment text.
         body: String,
     },
+    /// Closes a proposal after its deadline (its proposer or a
+    /// coordinator): its final tally is the votes in this entry's causal
+    /// past. Fields: proposal.
+    CloseProposal {
+        /// The proposal.
+        proposal: RecordId,
+    },
     // ---- Needs & offers ----
     /// Creates a need or an offer.
     /// Fields: kind, category, urgency, location, title, details.
@@ -300,6 +324,7 @@ mod tag {
     pub const PROPOSE: u8 = 30;
     pub const VOTE: u8 = 31;
     pub const COMMENT: u8 = 32;
+    pub const CLOSE_PROPOSAL: u8 = 33;
     pub const CREATE_NEED: u8 = 40;
     pub const CLAIM_NEED: u8 = 41;
     pub const COMPLETE_NEED: u8 = 42;
@@ -368,11 +393,13 @@ impl Op {
                 key,
                 role,
                 expires_ms,
+                uses,
             } => {
                 w.u8(tag::INVITE);
                 w.raw(key.as_bytes());
                 w.u8(*role as u8);
                 w.varint(*expires_ms);
+                w.varint(u64::from(*uses));
             }
             Op::RevokeInvite { key } => {
                 w.u8(tag::REVOKE_INVITE);
@@ -388,9 +415,10 @@ impl Op {
                 w.raw(proof);
                 w.str(name);
             }
-            Op::LinkDevice { device } => {
+            Op::LinkDevice { device, consent } => {
                 w.u8(tag::LINK_DEVICE);
                 w.raw(device.as_bytes());
+                w.raw(consent);
             }
             Op::SetRole { member, role } => {
                 w.u8(tag::SET_ROLE);
@@ -450,6 +478,10 @@ impl Op {
                 w.u8(tag::COMMENT);
                 w.raw(proposal.as_bytes());
                 w.str(body);
+            }
+            Op::CloseProposal { proposal } => {
+                w.u8(tag::CLOSE_PROPOSAL);
+                w.raw(proposal.as_bytes());
             }
             Op::CreateNeed {
                 kind,
@@ -514,6 +546,7 @@ impl Op {
                 key: author(r)?,
                 role: Role::from_u8(r.u8()?)?,
                 expires_ms: r.varint()?,
+                uses: r.varint_max("invite uses", u64::from(u32::MAX))? as u32,
             },
             tag::REVOKE_INVITE => Op::RevokeInvite { key: author(r)? },
             tag::JOIN => Op::Join {
@@ -521,7 +554,10 @@ impl Op {
                 proof: r.array()?,
                 name: r.str("display name", MAX_NAME)?.to_owned(),
             },
-            tag::LINK_DEVICE => Op::LinkDevice { device: author(r)? },
+            tag::LINK_DEVICE => Op::LinkDevice {
+                device: author(r)?,
+                consent: r.array()?,
+            },
             tag::SET_ROLE => Op::SetRole {
                 member: author(r)?,
                 role: Role::from_u8(r.u8()?)?,
@@ -568,6 +604,7 @@ impl Op {
                 proposal: id(r)?,
                 body: r.str("comment", MAX_BODY)?.to_owned(),
             },
+            tag::CLOSE_PROPOSAL => Op::CloseProposal { proposal: id(r)? },
             tag::CREATE_NEED => Op::CreateNeed {
                 kind: match r.u8()? {
                     0 => NeedKind::Need,

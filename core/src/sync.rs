@@ -50,7 +50,10 @@ use crate::vv::{VersionVector, MAX_AUTHORS};
 /// Frame format version (the leading byte of every frame).
 pub const FRAME_VERSION: u8 = 1;
 /// Sync protocol version carried in Hello.
-pub const PROTOCOL_VERSION: u64 = 1;
+/// Version 2 goes with payload version 2, the space format of the
+/// authorization rules in docs/PROTOCOL.md: a version 1 peer would read the
+/// same entries under other rules, so the two refuse each other.
+pub const PROTOCOL_VERSION: u64 = 2;
 /// Largest frame, in bytes. Data channels close above 256 KiB.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest message reassembled from chunks.
@@ -325,7 +328,7 @@ pub enum SyncError {
     #[error("malformed frame: {0}")]
     Decode(#[from] DecodeError),
     /// The peer speaks another protocol version.
-    #[error("peer speaks sync protocol {found}, this build speaks {PROTOCOL_VERSION}")]
+    #[error("the peer speaks sync protocol {found}, this device {PROTOCOL_VERSION}: update CivicBase on both devices")]
     Protocol {
         /// The peer's version.
         found: u64,
@@ -714,11 +717,13 @@ impl SyncSession {
                 if self.phase != Phase::Live {
                     return Err(SyncError::BeforeHello("fork proof"));
                 }
-                match ForkProof::verify(&self.space, a, b) {
-                    Ok(p) => {
-                        let author = p.author;
+                match ForkProof::verify(&self.space, a, b).and_then(|p| {
+                    let author = p.author;
+                    replica.add_fork(p).map(|changed| (author, changed))
+                }) {
+                    Ok((author, changed)) => {
                         self.peer_forks.insert(author);
-                        if replica.add_fork(p) {
+                        if changed {
                             events.forks.push(author);
                         }
                     }

@@ -174,6 +174,7 @@ impl World {
                         key: invite.author(),
                         role,
                         expires_ms: now + 3_600_000,
+                        uses: 1,
                     }],
                     now,
                 )

@@ -162,13 +162,8 @@ fn tally_counts_one_vote_per_member_and_a_changed_vote_replaces_the_old() {
     let mut t = town();
     // Alice votes from two devices; they are one member.
     let laptop = key(13);
-    write(
-        &mut t.r,
-        &t.alice,
-        vec![Op::LinkDevice {
-            device: laptop.author(),
-        }],
-    );
+    let link = link_op(&t.r, &t.alice, &laptop);
+    write(&mut t.r, &t.alice, vec![link]);
     let p = propose(&mut t.r, &t.alice, "Buy a pump", 3);
     vote(&mut t.r, &t.alice, p, Choice::Yes);
     vote(&mut t.r, &t.bob, p, Choice::No);
@@ -301,13 +296,8 @@ fn transfer_beyond_the_credit_limit_in_its_causal_past_is_refused() {
 fn two_devices_overdrawing_while_partitioned_are_both_kept_and_reported_alike() {
     let mut t = town();
     let laptop = key(13);
-    write(
-        &mut t.r,
-        &t.alice,
-        vec![Op::LinkDevice {
-            device: laptop.author(),
-        }],
-    );
+    let link = link_op(&t.r, &t.alice, &laptop);
+    write(&mut t.r, &t.alice, vec![link]);
     let mut phone_side = peer_of(&mut t.r, T);
     let mut laptop_side = peer_of(&mut t.r, T);
     let from_phone = write(&mut phone_side, &t.alice, vec![transfer(&t.bob, 7)]);
@@ -423,6 +413,7 @@ fn town_with_invite(invite: &Keypair, expires_ms: u64) -> Town {
         key: invite.author(),
         role: Role::Member,
         expires_ms,
+        uses: 1,
     };
     write(&mut t.r, &t.admin, vec![op]);
     t

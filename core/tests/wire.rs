@@ -18,7 +18,7 @@ use civicbase_core::bundle::{self, Bundle};
 use civicbase_core::codec::{Reader, Writer};
 use civicbase_core::op::{decode_payload, encode_payload, Choice, Op};
 use civicbase_core::replica::{ForkProof, NewSpace, Replica, ReplicaConfig};
-use civicbase_core::sync::{HeadInfo, Hello, Message};
+use civicbase_core::sync::{HeadInfo, Hello, Message, PROTOCOL_VERSION};
 use civicbase_core::{AuthorId, Entry, Hash, Header, Keypair, Timestamp, VersionVector};
 
 /// Wall time of the genesis entry (2023-11-14T22:13:20Z).
@@ -131,7 +131,7 @@ fn hello() -> Message {
     let mut head_prefix = [0u8; 8];
     head_prefix.copy_from_slice(&o.id().as_bytes()[..8]);
     Message::Hello(Hello {
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
         space: g.id(),
         // Ascending by author, as the decoder requires.
         heads: vec![
@@ -383,11 +383,11 @@ const GENESIS: &str = "
     00                                                               # has_backlink
     00                                                               # dep_count (varint 0)
     018bcfe568000000                                                 # timestamp (u64 BE)
-    a86ea23966f980e3d836787288e9649626aae9a1840e4933d56e48056fa8f93c # payload_hash
+    96d741b37574402f4f906dfa039e8e8538859652e8415ea0e034cf8f9142423b # payload_hash
     14                                                               # payload_len (varint 20)
-    c54c21ca29d8838be4d63fa0d04f207c94d3cabca837ebbe3e9541e6141d5cab # signature
-    befe8bd830451df0df68c5c6559ed5b2b66b9b506540bf67d15dce22139ef00a
-    01                                                               # payload: version
+    61d50efa0ce40f1fc8c0f1158dbbf76ddc9963539bb9f73ecb097bcd84cf493a # signature
+    ba4f05e49ab1148ba399d9d899e788233d0beae23b9ed14c9f303b07607ccd0e
+    02                                                               # payload: version
     01                                                               # payload: op count (varint 1)
     01                                                               # op tag 1 Genesis
     09                                                               # name len (varint 9)
@@ -399,20 +399,20 @@ const GENESIS: &str = "
 
 const ORDINARY: &str = "
     01                                                               # version
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # space
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # space
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # author
     01                                                               # seq (varint 1)
     01                                                               # has_backlink
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # backlink
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # backlink
     02                                                               # dep_count (varint 2)
     1111111111111111111111111111111111111111111111111111111111111111 # dep 0
     2222222222222222222222222222222222222222222222222222222222222222 # dep 1
     018bcfe56be80000                                                 # timestamp (u64 BE)
-    398bce11916668456c26df57037479a9ff3b4b3e4087505de4dcc0af1c6584c6 # payload_hash
+    9fd4446fd52c8114e9022e36ff7a5f34551ef1901285ee799edbb09ed12d4958 # payload_hash
     6a                                                               # payload_len (varint 106)
-    74d3c793d1e6273d441cea1ba54c4cee32283de060bd560453f2115d42e47a55 # signature
-    e00ace58537afea320646b7df13def04ff09c5c7a5e8e343ccf3b5ca80eb8503
-    01                                                               # payload: version
+    f6ee54881b9da91d8957b0e6a0f99a3d38b2594dddca336a82e85464e445308f # signature
+    25a727773f40be0f2eee8107ba176434afb56ee056dc37ca8b14031605e15f00
+    02                                                               # payload: version
     03                                                               # payload: op count (varint 3)
     14                                                               # op tag 20 PostNotice
     05                                                               # title len (varint 5)
@@ -432,15 +432,15 @@ const ORDINARY: &str = "
 const HELLO: &str = "
     01                                                               # frame version
     01                                                               # kind 1 Hello
-    01                                                               # protocol (varint 1)
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # space
+    02                                                               # protocol (varint 2)
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # space
     02                                                               # head count (varint 2)
     5555555555555555555555555555555555555555555555555555555555555555 # head 0 author
     ac02                                                             # head 0 count (varint 300)
     abababababababab                                                 # head 0 id prefix
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # head 1 author
     02                                                               # head 1 count (varint 2)
-    1a36a274d1d3864e                                                 # head 1 id prefix
+    f59080f6febea195                                                 # head 1 id prefix
     01                                                               # fork count (varint 1)
     6666666666666666666666666666666666666666666666666666666666666666 # fork 0 author
     07                                                               # fork 0 seq (varint 7)
@@ -461,32 +461,32 @@ const FORK: &str = "
     04                                                               # kind 4 Fork
     cd01                                                             # header a len (varint 205)
     01                                                               # a: version
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # a: space
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # a: space
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # a: author
     01                                                               # a: seq (varint 1)
     01                                                               # a: has_backlink
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # a: backlink
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # a: backlink
     02                                                               # a: dep_count (varint 2)
     1111111111111111111111111111111111111111111111111111111111111111 # a: dep 0
     2222222222222222222222222222222222222222222222222222222222222222 # a: dep 1
     018bcfe56be80000                                                 # a: timestamp (u64 BE)
-    398bce11916668456c26df57037479a9ff3b4b3e4087505de4dcc0af1c6584c6 # a: payload_hash
+    9fd4446fd52c8114e9022e36ff7a5f34551ef1901285ee799edbb09ed12d4958 # a: payload_hash
     6a                                                               # a: payload_len (varint 106)
-    74d3c793d1e6273d441cea1ba54c4cee32283de060bd560453f2115d42e47a55 # a: signature
-    e00ace58537afea320646b7df13def04ff09c5c7a5e8e343ccf3b5ca80eb8503
+    f6ee54881b9da91d8957b0e6a0f99a3d38b2594dddca336a82e85464e445308f # a: signature
+    25a727773f40be0f2eee8107ba176434afb56ee056dc37ca8b14031605e15f00
     8d01                                                             # header b len (varint 141)
     01                                                               # b: version
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # b: space
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # b: space
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # b: author
     01                                                               # b: seq (varint 1)
     01                                                               # b: has_backlink
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # b: backlink
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # b: backlink
     00                                                               # b: dep_count (varint 0)
     018bcfe56fd00000                                                 # b: timestamp (u64 BE)
-    001f136cf75bf5d4a11b71e04be3ce521c3a85171807e6e2cf8eecf3c1d38a93 # b: payload_hash
+    03b107ee13bf75d2105e7457031b54a7a56fa5f3c3c56cdda1b85da746d16819 # b: payload_hash
     0a                                                               # b: payload_len (varint 10)
-    2d528002cd1b5b0a705f9d20d772d0d1e129cf4545d42688ec702400e4552174 # b: signature
-    25823613bf67555acb4690b6f3f2b3e6e10cfdb77e559571392f1463b09f9204
+    f5efa2d0cde5cfa2927d6c3de143e3cc81bb565e22427927c98e039bccf0336b # b: signature
+    77fbb7a51cffb231e4047099c2a4c7592f013707c7485cca1996da7a4697eb0f
 ";
 
 const CHUNK: &str = "
@@ -509,7 +509,7 @@ const CLOSE: &str = "
 const BUNDLE: &str = "
     4349564943424153452042554e444c45                                 # magic `CIVICBASE BUNDLE`
     01                                                               # version
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # space
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # space
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # exporter
     d0df95ffbc31                                                     # created_ms (varint 1700000002000)
     00                                                               # base: author count (varint 0)
@@ -522,11 +522,11 @@ const BUNDLE: &str = "
     00                                                               # entry 0: has_backlink
     00                                                               # entry 0: dep_count (varint 0)
     018bcfe568000000                                                 # entry 0: timestamp (u64 BE)
-    a86ea23966f980e3d836787288e9649626aae9a1840e4933d56e48056fa8f93c # entry 0: payload_hash
+    96d741b37574402f4f906dfa039e8e8538859652e8415ea0e034cf8f9142423b # entry 0: payload_hash
     14                                                               # entry 0: payload_len (varint 20)
-    c54c21ca29d8838be4d63fa0d04f207c94d3cabca837ebbe3e9541e6141d5cab # entry 0: signature
-    befe8bd830451df0df68c5c6559ed5b2b66b9b506540bf67d15dce22139ef00a
-    01                                                               # entry 0: payload: version
+    61d50efa0ce40f1fc8c0f1158dbbf76ddc9963539bb9f73ecb097bcd84cf493a # entry 0: signature
+    ba4f05e49ab1148ba399d9d899e788233d0beae23b9ed14c9f303b07607ccd0e
+    02                                                               # entry 0: payload: version
     01                                                               # entry 0: payload: op count (varint 1)
     01                                                               # entry 0: op tag 1 Genesis
     09                                                               # entry 0: name len (varint 9)
@@ -536,30 +536,30 @@ const BUNDLE: &str = "
     0a                                                               # entry 0: default_credit_limit (varint 10)
     e401                                                             # entry 1 len (varint 228)
     01                                                               # entry 1: version
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # entry 1: space
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # entry 1: space
     ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c # entry 1: author
     01                                                               # entry 1: seq (varint 1)
     01                                                               # entry 1: has_backlink
-    5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac # entry 1: backlink
+    dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da # entry 1: backlink
     00                                                               # entry 1: dep_count (varint 0)
     018bcfe56be80000                                                 # entry 1: timestamp (u64 BE)
-    fbea56ce4bddb5cbbbd3d2be15e71dc7c129c072260383bfc633873135a105c2 # entry 1: payload_hash
+    f96361258d3b9526f853a4a8244cd08253785588032bca3a37db6135e41c9ec2 # entry 1: payload_hash
     17                                                               # entry 1: payload_len (varint 23)
-    cec408cdcfaa4a689c3b069271496213012ef8373c428696c3c89375ef3f218c # entry 1: signature
-    778407209e49e9c9f97f5ff8dcf2bd38f51af2211aac80a49d8d3aec9dd51f0c
-    01                                                               # entry 1: payload: version
+    2648ee60f45a03fe7768adc32dad824b94b5af3c752d70ce03c48b66d61a6487 # entry 1: signature
+    a719d520f371b987e4daf9d2f8cd9f2fca492989db132df7eaba301d6b71980d
+    02                                                               # entry 1: payload: version
     01                                                               # entry 1: payload: op count (varint 1)
     14                                                               # entry 1: op tag 20 PostNotice
     05                                                               # entry 1: title len (varint 5)
     5761746572                                                       # entry 1: title
     0d                                                               # entry 1: body len (varint 13)
     417420746865207363686f6f6c                                       # entry 1: body
-    f07f862f603232e299fd6f6013e0bd21a222a8872e2b819429559deca007305e # bundle signature
-    8511cbb21f6c4284c646898570497e65bed82bd87d53da95d280ada4675dbd0b
+    3cb1f78345a8d1a354f39ac3af8df71f8aa671f77940549ca98bd5c708f83010 # bundle signature
+    a70686310d1cc30c4ff1ff0780f7293983f9d4053a89f13c378f4ce80641520a
 ";
 
 /// BLAKE3 of the genesis header: the space id.
-const GENESIS_ID: &str = "5f4d32d90f0c58d2060422cb2522611c373dce2884aec4420d7d8c8dc2d88bac";
+const GENESIS_ID: &str = "dd2486871d6c8969a99b031e4338876b2073f36bc633110882d9d11b929e69da";
 
 /// BLAKE3 of the ordinary entry's header.
-const ORDINARY_ID: &str = "1a36a274d1d3864e3a411cda8c2883f9ceba4007596bc451187f2ea456beb7f9";
+const ORDINARY_ID: &str = "f59080f6febea195ceef2ef8efbc56c64ebe1b6639f1305970e05f5613ca1a4a";

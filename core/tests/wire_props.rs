@@ -26,10 +26,10 @@ use civicbase_core::codec::{DecodeError, Reader, Writer};
 use civicbase_core::entry::{MAX_DEPS, MAX_HEADER_LEN, MAX_PAYLOAD_LEN, MAX_SEQ};
 use civicbase_core::op::{
     decode_payload, encode_payload, Choice, NeedKind, Role, Urgency, MAX_BODY, MAX_NAME, MAX_SHORT,
-    MAX_TITLE,
+    MAX_TITLE, PAYLOAD_VERSION,
 };
 use civicbase_core::replica::{
-    ForkProof, NewSpace, Replica, ReplicaConfig, Snapshot, SnapshotError,
+    ForkProof, NewSpace, Replica, ReplicaConfig, Snapshot, SnapshotError, SNAPSHOT_VERSION,
 };
 use civicbase_core::sync::{HeadInfo, Hello, Message, MAX_FRAME, MAX_MESSAGE};
 use civicbase_core::{
@@ -157,10 +157,13 @@ fn op() -> impl Strategy<Value = Op> {
             }
         ),
         text(MAX_NAME).prop_map(|name| Op::RenameSpace { name }),
-        (author(), role(), number()).prop_map(|(key, role, expires_ms)| Op::Invite {
-            key,
-            role,
-            expires_ms
+        (author(), role(), number(), any::<u32>()).prop_map(|(key, role, expires_ms, uses)| {
+            Op::Invite {
+                key,
+                role,
+                expires_ms,
+                uses,
+            }
         }),
         author().prop_map(|key| Op::RevokeInvite { key }),
         (author(), any::<[u8; 64]>(), text(MAX_NAME)).prop_map(|(invite, proof, name)| Op::Join {
@@ -168,7 +171,8 @@ fn op() -> impl Strategy<Value = Op> {
             proof,
             name
         }),
-        author().prop_map(|device| Op::LinkDevice { device }),
+        (author(), any::<[u8; 64]>())
+            .prop_map(|(device, consent)| Op::LinkDevice { device, consent }),
         (author(), role()).prop_map(|(member, role)| Op::SetRole { member, role }),
         author().prop_map(|member| Op::Remove { member }),
         text(MAX_NAME).prop_map(|name| Op::SetProfile { name }),
@@ -197,6 +201,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         (hash(), choice()).prop_map(|(proposal, choice)| Op::Vote { proposal, choice }),
         (hash(), text(MAX_BODY)).prop_map(|(proposal, body)| Op::Comment { proposal, body }),
+        hash().prop_map(|proposal| Op::CloseProposal { proposal }),
         (
             prop_oneof![Just(NeedKind::Need), Just(NeedKind::Offer)],
             text(MAX_SHORT),
@@ -757,7 +762,11 @@ fn forged_counts_are_refused_before_allocating() {
     // The literal case: ten bytes claiming a million items, for every count
     // that starts an input.
     let ten = |prefix: &[u8]| claim(prefix, million, 10);
-    assert_count_refused(decode_payload(&ten(&[1])), million as usize, 1);
+    assert_count_refused(
+        decode_payload(&ten(&[PAYLOAD_VERSION])),
+        million as usize,
+        1,
+    );
     assert_count_refused(
         VersionVector::decode(&mut Reader::new(&ten(&[]))),
         million as usize,
@@ -768,7 +777,11 @@ fn forged_counts_are_refused_before_allocating() {
     assert_count_refused(Message::decode_inner(&ten(&[2])), million as usize, 1);
 
     // Counts at their maxima, so the limit alone does not refuse them.
-    assert_count_refused(decode_payload(&claim(&[1], 10_000, 10)), 10_000, 1);
+    assert_count_refused(
+        decode_payload(&claim(&[PAYLOAD_VERSION], 10_000, 10)),
+        10_000,
+        1,
+    );
     assert_count_refused(
         VersionVector::decode(&mut Reader::new(&claim(&[], 100_000, 10))),
         100_000,
@@ -830,7 +843,7 @@ fn forged_counts_are_refused_before_allocating() {
 
     // postcard (state and snapshots) bounds what it reserves by itself: a
     // snapshot whose first list claims a million chains is refused at once.
-    let mut snapshot = vec![1];
+    let mut snapshot = vec![SNAPSHOT_VERSION];
     snapshot.extend([0u8; 32]);
     let s = Snapshot {
         entries: 0,

@@ -1,7 +1,15 @@
 //! Decisions: proposals with a deadline and quorum, one changeable vote per
 //! member, comments, and a tally every peer computes identically.
+//!
+//! A proposal becomes final when it is closed: after its deadline its
+//! proposer or a coordinator writes `CloseProposal`, and from then on its
+//! result is the tally of the votes in the causal past of the closes (of
+//! any of them, when several were written without knowing of each other).
+//! A vote that knows of a close is refused; one that arrives later without
+//! knowing of it is kept but changes nothing. Until then the tally is
+//! provisional.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +42,14 @@ pub struct Proposal {
     pub deadline_ms: u64,
     /// Votes needed, abstentions included.
     pub quorum: u32,
-    /// One register per voting member.
+    /// One register per voting member: the provisional tally.
     pub votes: BTreeMap<AuthorId, Lww<Choice>>,
+    /// Every vote cast, by stamp.
+    pub ballots: BTreeMap<Stamp, (AuthorId, Choice)>,
+    /// Where it was closed.
+    pub closes: BTreeSet<Stamp>,
+    /// The votes in the causal past of a close: the final tally.
+    pub final_votes: BTreeMap<AuthorId, Lww<Choice>>,
     /// Comments in stamp order.
     pub comments: BTreeMap<Stamp, Comment>,
 }
@@ -72,10 +86,20 @@ pub enum ProposalStatus {
 }
 
 impl Proposal {
-    /// The tally of current votes.
+    /// Whether it was closed: its tally is final.
+    pub fn is_final(&self) -> bool {
+        !self.closes.is_empty()
+    }
+
+    /// The tally: final once closed, provisional before.
     pub fn tally(&self) -> Tally {
+        let votes = if self.is_final() {
+            &self.final_votes
+        } else {
+            &self.votes
+        };
         let mut t = Tally::default();
-        for v in self.votes.values() {
+        for v in votes.values() {
             match v.value {
                 Choice::Yes => t.yes += 1,
                 Choice::No => t.no += 1,
@@ -85,9 +109,10 @@ impl Proposal {
         t
     }
 
-    /// The status at wall time `now_ms`.
+    /// The status at wall time `now_ms` (after the deadline and before a
+    /// close, the result the provisional tally would give).
     pub fn status(&self, now_ms: u64) -> ProposalStatus {
-        if now_ms <= self.deadline_ms {
+        if now_ms <= self.deadline_ms && !self.is_final() {
             return ProposalStatus::Open;
         }
         let t = self.tally();
@@ -131,7 +156,7 @@ impl Module for Decisions {
     fn handles(op: &Op) -> bool {
         matches!(
             op,
-            Op::Propose { .. } | Op::Vote { .. } | Op::Comment { .. }
+            Op::Propose { .. } | Op::Vote { .. } | Op::Comment { .. } | Op::CloseProposal { .. }
         )
     }
 
@@ -157,8 +182,25 @@ impl Module for Decisions {
             Op::Vote { proposal, .. } => {
                 cx.require(Role::Member)?;
                 let p = existing(state, cx, proposal)?;
+                if p.closes.iter().any(|c| cx.past.contains(c)) {
+                    return Err(OpError::ProposalClosed);
+                }
                 if cx.stamp.ts.wall_ms() > p.deadline_ms {
                     return Err(OpError::VoteAfterDeadline);
+                }
+                Ok(())
+            }
+            Op::CloseProposal { proposal } => {
+                let me = cx.require(Role::Member)?;
+                let p = existing(state, cx, proposal)?;
+                if p.author != me {
+                    cx.require(Role::Coordinator)?;
+                }
+                if cx.stamp.ts.wall_ms() <= p.deadline_ms {
+                    return Err(OpError::DeadlineNotPassed);
+                }
+                if p.closes.iter().any(|c| cx.past.contains(c)) {
+                    return Err(OpError::ProposalClosed);
                 }
                 Ok(())
             }
@@ -192,18 +234,39 @@ impl Module for Decisions {
                         deadline_ms: *deadline_ms,
                         quorum: *quorum,
                         votes: BTreeMap::new(),
+                        ballots: BTreeMap::new(),
+                        closes: BTreeSet::new(),
+                        final_votes: BTreeMap::new(),
                         comments: BTreeMap::new(),
                     },
                 );
             }
             Op::Vote { proposal, choice } => {
                 if let Some(p) = proposals.get_mut(proposal) {
+                    p.ballots.insert(at, (member, *choice));
                     match p.votes.get_mut(&member) {
                         Some(reg) => reg.set(*choice, at),
                         None => {
                             p.votes.insert(member, Lww::new(*choice, at));
                         }
                     }
+                }
+            }
+            Op::CloseProposal { proposal } => {
+                if let Some(p) = proposals.get_mut(proposal) {
+                    // Entries are applied in a causal order, so every vote
+                    // in this close's past is already among the ballots.
+                    for (stamp, (voter, choice)) in &p.ballots {
+                        if cx.past.contains(stamp) {
+                            match p.final_votes.get_mut(voter) {
+                                Some(reg) => reg.set(*choice, *stamp),
+                                None => {
+                                    p.final_votes.insert(*voter, Lww::new(*choice, *stamp));
+                                }
+                            }
+                        }
+                    }
+                    p.closes.insert(at);
                 }
             }
             Op::Comment { proposal, body } => {

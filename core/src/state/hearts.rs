@@ -125,7 +125,7 @@ impl Module for Hearts {
                     .get(&me)
                     .and_then(|m| m.iter().rev().find(|(s, _)| cx.past.contains(s)))
                     .map_or(state.members.default_credit_limit, |(_, l)| *l);
-                if balance - (*amount as i64) < -(limit as i64) {
+                if i128::from(balance) - i128::from(*amount) < -i128::from(limit) {
                     return Err(OpError::InsufficientCredit {
                         balance,
                         amount: *amount,

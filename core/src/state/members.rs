@@ -1,11 +1,14 @@
 //! Members: the founder, invites, joins, devices, roles and removals.
 //!
 //! A member is identified by the key of the device that joined (or founded
-//! the space); further devices are linked to it. Every question about a
-//! member is asked relative to an entry's causal past: a device speaks for a
-//! member once the link (or join) is in its past, and stops being able to once
-//! a removal is in its past. Strong removal of concurrent entries is enforced
-//! by the replica, which leaves them out of the state altogether.
+//! the space); further devices are linked to it, each with its own signed
+//! consent. Every question about a member is asked relative to an entry's
+//! causal past: a device speaks for a member once the link (or join) is in
+//! its past, and stops being able to once a removal is in its past. When
+//! several role changes of one member are in a past and none knows of the
+//! others, the lowest role counts; no timestamp decides. Strong removal and
+//! demotion of concurrent entries are enforced by the replica
+//! (`replica::authority`), which leaves them out of the state altogether.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_text, Lww, Module, OpContext, OpError, Past, SpaceState, Stamp};
 use crate::id::{AuthorId, Hash, SpaceId};
 use crate::identity;
-use crate::op::{Op, Role, MAX_NAME};
+use crate::op::{Op, Role, MAX_CREDIT, MAX_INVITE_USES, MAX_NAME};
 
 /// One issuing of an invite key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,26 +28,55 @@ pub struct InviteGrant {
     pub role: Role,
     /// Expiry, Unix ms (a join is valid through this millisecond).
     pub expires_ms: u64,
+    /// How many people it may admit.
+    pub uses: u32,
 }
 
-/// Everything known about one invite key. A key is normally issued once;
-/// concurrent issuings of one key are all kept so that every question asked
-/// relative to a causal past sees exactly the facts in that past.
+/// Everything known about one invite key. A key is issued once; issuings
+/// of one key made without knowledge of each other are all kept, and a
+/// join that has several in its past gets the least of them (lowest role,
+/// earliest expiry, fewest uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// Issuings by stamp.
     pub issued: BTreeMap<Stamp, InviteGrant>,
     /// Revocations.
     pub revoked: BTreeSet<Stamp>,
+    /// Joins made with it.
+    pub joins: BTreeSet<Stamp>,
 }
 
 impl Invite {
-    /// The earliest issuing in `past`.
-    pub fn in_past(&self, past: &Past<'_>) -> Option<&InviteGrant> {
+    /// What the issuings in `past` grant together (the least of each), or
+    /// `None` when none is in `past`.
+    pub fn in_past(&self, past: &Past<'_>) -> Option<InviteGrant> {
         self.issued
             .iter()
-            .find(|(at, _)| past.contains(at))
-            .map(|(_, g)| g)
+            .filter(|(at, _)| past.contains(at))
+            .map(|(_, g)| g.clone())
+            .reduce(|a, b| InviteGrant {
+                by: a.by.min(b.by),
+                role: a.role.min(b.role),
+                expires_ms: a.expires_ms.min(b.expires_ms),
+                uses: a.uses.min(b.uses),
+            })
+    }
+
+    /// The stamps of the issuings in `past`.
+    pub fn issuings_in<'s>(&'s self, past: &'s Past<'_>) -> impl Iterator<Item = &'s Stamp> + 's {
+        self.issued.keys().filter(move |at| past.contains(at))
+    }
+
+    /// Whether `member` issued it in `past`.
+    pub fn issued_by_in(&self, member: &AuthorId, past: &Past<'_>) -> bool {
+        self.issued
+            .iter()
+            .any(|(at, g)| g.by == *member && past.contains(at))
+    }
+
+    /// Fewest uses of any issuing known.
+    pub fn uses(&self) -> u32 {
+        self.issued.values().map(|g| g.uses).min().unwrap_or(1)
     }
 
     /// The earliest issuing known.
@@ -69,12 +101,30 @@ pub struct MemberFacts {
     pub name: Lww<String>,
     /// Role changes, in stamp order.
     pub roles: BTreeMap<Stamp, Role>,
+    /// The role changes no other one knows of (the latest, several when
+    /// concurrent); the current role is the lowest of them.
+    pub role_frontier: BTreeSet<Stamp>,
     /// Removals.
     pub removals: BTreeSet<Stamp>,
 }
 
-/// The links of one device key to a member. A device normally has one;
-/// concurrent links are all kept and the earliest in a causal past counts.
+impl MemberFacts {
+    /// The role with every known fact: the lowest of the latest role
+    /// changes, or the role granted on joining.
+    pub fn current_role(&self) -> Role {
+        self.role_frontier
+            .iter()
+            .filter_map(|s| self.roles.get(s))
+            .min()
+            .copied()
+            .unwrap_or(self.initial_role)
+    }
+}
+
+/// The links of one device key to a member. A device has one; two links
+/// made without knowledge of each other (each needs the device's own
+/// consent, so only the device's holder can cause this) leave the device
+/// speaking for nobody wherever both are known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceFacts {
     /// Links by stamp: where the device was joined or linked, to which member.
@@ -82,17 +132,26 @@ pub struct DeviceFacts {
 }
 
 impl DeviceFacts {
-    /// The earliest link in `past`.
+    /// The link in `past`, if exactly one is there.
     pub fn in_past(&self, past: &Past<'_>) -> Option<(Stamp, AuthorId)> {
-        self.links
-            .iter()
-            .find(|(at, _)| past.contains(at))
-            .map(|(at, m)| (*at, *m))
+        let mut found = self.links.iter().filter(|(at, _)| past.contains(at));
+        match (found.next(), found.next()) {
+            (Some((at, m)), None) => Some((*at, *m)),
+            _ => None,
+        }
     }
 
-    /// The earliest link known.
+    /// Whether any link is in `past`.
+    pub fn any_in(&self, past: &Past<'_>) -> bool {
+        self.links.keys().any(|at| past.contains(at))
+    }
+
+    /// The member, if exactly one link is known.
     pub fn member(&self) -> Option<AuthorId> {
-        self.links.values().next().copied()
+        match self.links.len() {
+            1 => self.links.values().next().copied(),
+            _ => None,
+        }
     }
 }
 
@@ -128,6 +187,16 @@ pub struct MemberView {
     pub devices: Vec<AuthorId>,
 }
 
+/// The statement a device signs to consent to being linked to `member` in
+/// `space` (its `LinkDevice` carries the signature). Bound to the space, so
+/// a consent given in one space means nothing in another.
+pub fn link_statement(space: &SpaceId, member: &AuthorId, device: &AuthorId) -> Hash {
+    Hash::derive(
+        "civicbase 2026 device link",
+        &[space.as_bytes(), member.as_bytes(), device.as_bytes()],
+    )
+}
+
 /// The statement a joiner's invite proof signs.
 pub fn join_statement(space: &SpaceId, joiner: &AuthorId) -> Hash {
     Hash::derive(
@@ -150,13 +219,23 @@ impl MembersState {
         if !past.contains(&m.joined) || m.removals.iter().any(|r| past.contains(r)) {
             return None;
         }
-        let role = m
-            .roles
-            .iter()
-            .rev()
-            .find(|(at, _)| past.contains(at))
-            .map_or(m.initial_role, |(_, r)| *r);
-        Some(role)
+        Some(
+            self.role_sources(member, past)
+                .iter()
+                .filter_map(|s| m.roles.get(s))
+                .min()
+                .copied()
+                .unwrap_or(m.initial_role),
+        )
+    }
+
+    /// The role changes of `member` that decide its role in `past` (the
+    /// latest ones there); empty when the role is the one it joined with.
+    pub fn role_sources(&self, member: &AuthorId, past: &Past<'_>) -> Vec<Stamp> {
+        self.members
+            .get(member)
+            .map(|m| past.frontier(m.roles.keys()))
+            .unwrap_or_default()
     }
 
     /// The current role of `member` (`None` if unknown or removed).
@@ -165,13 +244,7 @@ impl MembersState {
         if !m.removals.is_empty() {
             return None;
         }
-        Some(
-            m.roles
-                .values()
-                .next_back()
-                .copied()
-                .unwrap_or(m.initial_role),
-        )
+        Some(m.current_role())
     }
 
     /// The member a device belongs to now.
@@ -196,12 +269,7 @@ impl MembersState {
             .map(|(id, m)| MemberView {
                 id: *id,
                 name: m.name.value.clone(),
-                role: m
-                    .roles
-                    .values()
-                    .next_back()
-                    .copied()
-                    .unwrap_or(m.initial_role),
+                role: m.current_role(),
                 removed: !m.removals.is_empty(),
                 devices: self
                     .devices
@@ -233,6 +301,42 @@ impl MembersState {
     }
 }
 
+/// The role `op` needs its author's member to hold, as `validate` checks it
+/// (`None`: no role, as for a join or the genesis). The replica records it
+/// for the entries authority flows through, so that it can tell which
+/// concurrent demotions take that authority away.
+pub fn needed_role(
+    op: &Op,
+    ms: &MembersState,
+    member: Option<AuthorId>,
+    past: &Past<'_>,
+) -> Option<Role> {
+    Some(match op {
+        Op::Genesis { .. } | Op::Join { .. } => return None,
+        Op::RenameSpace { .. } | Op::SetRole { .. } | Op::SetCreditLimit { .. } => Role::Admin,
+        Op::Invite { role, .. } if *role >= Role::Coordinator => Role::Admin,
+        Op::Invite { .. } | Op::PinNotice { .. } => Role::Coordinator,
+        Op::RevokeInvite { key } => {
+            let own = member.is_some_and(|m| {
+                ms.invites
+                    .get(key)
+                    .is_some_and(|i| i.issued_by_in(&m, past))
+            });
+            if own {
+                Role::Coordinator
+            } else {
+                Role::Admin
+            }
+        }
+        Op::Remove { member: target } => match ms.role_in(target, past) {
+            Some(r) if r >= Role::Coordinator => Role::Admin,
+            _ => Role::Coordinator,
+        },
+        Op::LinkDevice { .. } | Op::SetProfile { .. } => Role::Viewer,
+        _ => Role::Member,
+    })
+}
+
 /// The Members module.
 pub struct Members;
 
@@ -247,10 +351,15 @@ impl Module for Members {
         let ms = &state.members;
         match op {
             Op::Genesis {
-                name, founder_name, ..
+                name,
+                founder_name,
+                default_credit_limit,
             } => {
                 if cx.ops.len() != 1 {
                     return Err(OpError::MisplacedGenesis);
+                }
+                if *default_credit_limit > MAX_CREDIT {
+                    return Err(OpError::InvalidAmount { max: MAX_CREDIT });
                 }
                 check_text("space name", name, MAX_NAME, true)?;
                 check_text("name", founder_name, MAX_NAME, true)
@@ -259,13 +368,23 @@ impl Module for Members {
                 cx.require(Role::Admin)?;
                 check_text("space name", name, MAX_NAME, true)
             }
-            Op::Invite { key, role, .. } => {
+            Op::Invite {
+                key, role, uses, ..
+            } => {
                 let needed = if *role >= Role::Coordinator {
                     Role::Admin
                 } else {
                     Role::Coordinator
                 };
                 cx.require(needed)?;
+                if *uses == 0 || *uses > MAX_INVITE_USES {
+                    return Err(OpError::Invite("an invite admits 1 to 1000 people"));
+                }
+                if *uses > 1 && *role > Role::Member {
+                    return Err(OpError::Invite(
+                        "a link for several people grants at most the member role",
+                    ));
+                }
                 if identity::verifying_key(key).is_err() {
                     return Err(OpError::Invite("the invite key is not a valid key"));
                 }
@@ -281,17 +400,14 @@ impl Module for Members {
             }
             Op::RevokeInvite { key } => {
                 let me = cx.require(Role::Coordinator)?;
-                match ms.invites.get(key).and_then(|i| i.in_past(cx.past)) {
-                    Some(grant) => {
-                        if grant.by != me && cx.role != Some(Role::Admin) {
-                            return Err(OpError::Forbidden {
-                                needed: Role::Admin,
-                                had: cx.role.unwrap_or(Role::Viewer),
-                            });
+                match ms.invites.get(key) {
+                    Some(i) if i.in_past(cx.past).is_some() => {
+                        if !i.issued_by_in(&me, cx.past) {
+                            cx.require(Role::Admin)?;
                         }
                         Ok(())
                     }
-                    None => Err(OpError::Invite("unknown invite")),
+                    _ => Err(OpError::Invite("unknown invite")),
                 }
             }
             Op::Join {
@@ -303,22 +419,25 @@ impl Module for Members {
                 if ms
                     .devices
                     .get(&cx.stamp.author)
-                    .and_then(|d| d.in_past(cx.past))
-                    .is_some()
+                    .is_some_and(|d| d.any_in(cx.past))
                 {
                     return Err(OpError::AlreadyMember {
                         device: cx.stamp.author,
                     });
                 }
                 let inv = ms.invites.get(invite);
-                let Some(grant) = inv.and_then(|i| i.in_past(cx.past)) else {
+                let (Some(inv), Some(grant)) = (inv, inv.and_then(|i| i.in_past(cx.past))) else {
                     return Err(OpError::Invite("unknown invite"));
                 };
-                if inv.is_some_and(|i| i.revoked.iter().any(|r| cx.past.contains(r))) {
+                if inv.revoked.iter().any(|r| cx.past.contains(r)) {
                     return Err(OpError::Invite("the invite was revoked"));
                 }
                 if cx.stamp.ts.wall_ms() > grant.expires_ms {
                     return Err(OpError::Invite("the invite has expired"));
+                }
+                let used = inv.joins.iter().filter(|j| cx.past.contains(j)).count();
+                if used >= grant.uses as usize {
+                    return Err(OpError::Invite("the invite has been used"));
                 }
                 // The inviter must still be a member where the invite was made;
                 // that was checked when the invite was applied.
@@ -326,20 +445,17 @@ impl Module for Members {
                 identity::verify(invite, statement.as_bytes(), proof)
                     .map_err(|_| OpError::Invite("wrong invite secret"))
             }
-            Op::LinkDevice { device } => {
-                cx.require(Role::Viewer)?;
+            Op::LinkDevice { device, consent } => {
+                let member = cx.require(Role::Viewer)?;
                 if identity::verifying_key(device).is_err() {
                     return Err(OpError::Invalid("the device key is not a valid key"));
                 }
-                if ms
-                    .devices
-                    .get(device)
-                    .and_then(|d| d.in_past(cx.past))
-                    .is_some()
-                {
+                if ms.devices.get(device).is_some_and(|d| d.any_in(cx.past)) {
                     return Err(OpError::AlreadyMember { device: *device });
                 }
-                Ok(())
+                let statement = link_statement(&cx.space, &member, device);
+                identity::verify(device, statement.as_bytes(), consent)
+                    .map_err(|_| OpError::Invalid("the device did not consent to this link"))
             }
             Op::SetRole { member, .. } => {
                 cx.require(Role::Admin)?;
@@ -388,6 +504,7 @@ impl Module for Members {
                         initial_role: Role::Admin,
                         name: Lww::new(founder_name.clone(), at),
                         roles: BTreeMap::new(),
+                        role_frontier: BTreeSet::new(),
                         removals: BTreeSet::new(),
                     },
                 );
@@ -401,10 +518,12 @@ impl Module for Members {
                 key,
                 role,
                 expires_ms,
+                uses,
             } => {
                 let invite = ms.invites.entry(*key).or_insert_with(|| Invite {
                     issued: BTreeMap::new(),
                     revoked: BTreeSet::new(),
+                    joins: BTreeSet::new(),
                 });
                 invite.issued.insert(
                     at,
@@ -412,6 +531,7 @@ impl Module for Members {
                         by: cx.member.unwrap_or(at.author),
                         role: *role,
                         expires_ms: *expires_ms,
+                        uses: *uses,
                     },
                 );
             }
@@ -421,17 +541,20 @@ impl Module for Members {
                 }
             }
             Op::Join { invite, name, .. } => {
-                let role = ms
-                    .invites
-                    .get(invite)
-                    .and_then(|i| i.in_past(cx.past))
-                    .map_or(Role::Viewer, |g| g.role);
+                let role = match ms.invites.get_mut(invite) {
+                    Some(i) => {
+                        i.joins.insert(at);
+                        i.in_past(cx.past).map_or(Role::Viewer, |g| g.role)
+                    }
+                    None => Role::Viewer,
+                };
                 let member = at.author;
                 let facts = ms.members.entry(member).or_insert_with(|| MemberFacts {
                     joined: at,
                     initial_role: role,
                     name: Lww::new(name.clone(), at),
                     roles: BTreeMap::new(),
+                    role_frontier: BTreeSet::new(),
                     removals: BTreeSet::new(),
                 });
                 if at < facts.joined {
@@ -441,13 +564,17 @@ impl Module for Members {
                 facts.name.set(name.clone(), at);
                 ms.add_device(member, member, at);
             }
-            Op::LinkDevice { device } => {
+            Op::LinkDevice { device, .. } => {
                 if let Some(member) = cx.member {
                     ms.add_device(*device, member, at);
                 }
             }
             Op::SetRole { member, role } => {
                 if let Some(m) = ms.members.get_mut(member) {
+                    // Entries are applied in a causal order, so a change
+                    // in this one's past is never applied after it.
+                    m.role_frontier.retain(|s| !cx.past.contains(s));
+                    m.role_frontier.insert(at);
                     m.roles.insert(at, *role);
                 }
             }

@@ -66,16 +66,26 @@ impl<T> Lww<T> {
     }
 }
 
+/// The causal order between stored entries, named by their stamps.
+pub trait CausalOrder {
+    /// Whether the entry of `a` is in the causal past of the entry of `b`
+    /// (strictly: an entry does not precede itself).
+    fn precedes(&self, a: &Stamp, b: &Stamp) -> bool;
+}
+
 /// Answers "is this operation in the causal past of the entry being checked?".
 ///
 /// Built by the replica from the entry's version-vector clock. Operations of
 /// the entry itself are *not* in its past: all operations of one entry are
-/// validated against the state before the entry.
+/// validated against the state before the entry. It also orders two facts
+/// of that past against each other ([`Past::precedes`]), which is how
+/// concurrent role changes are resolved without looking at timestamps.
 pub struct Past<'a> {
     clock: &'a [u32],
     index: &'a HashMap<AuthorId, u32>,
     author: AuthorId,
     seq: u64,
+    order: &'a dyn CausalOrder,
 }
 
 impl<'a> Past<'a> {
@@ -85,13 +95,36 @@ impl<'a> Past<'a> {
         index: &'a HashMap<AuthorId, u32>,
         author: AuthorId,
         seq: u64,
+        order: &'a dyn CausalOrder,
     ) -> Self {
         Self {
             clock,
             index,
             author,
             seq,
+            order,
         }
+    }
+
+    /// The device that signed the entry being checked.
+    pub fn author(&self) -> AuthorId {
+        self.author
+    }
+
+    /// Whether the fact at `a` is in the causal past of the fact at `b`.
+    pub fn precedes(&self, a: &Stamp, b: &Stamp) -> bool {
+        self.order.precedes(a, b)
+    }
+
+    /// The facts of `stamps` in this past that no other fact of `stamps`
+    /// in this past follows: the latest ones, several when concurrent.
+    pub fn frontier<'s>(&self, stamps: impl Iterator<Item = &'s Stamp>) -> Vec<Stamp> {
+        let inside: Vec<Stamp> = stamps.filter(|s| self.contains(s)).copied().collect();
+        inside
+            .iter()
+            .filter(|a| !inside.iter().any(|b| self.precedes(a, b)))
+            .copied()
+            .collect()
     }
 
     /// Whether the entry at (`author`, `seq`) is in the causal past.
@@ -130,6 +163,9 @@ pub struct OpContext<'a> {
     pub role: Option<Role>,
     /// The causal-past oracle.
     pub past: &'a Past<'a>,
+    /// The highest role this entry may act with (strong demotion: a role
+    /// change in force that does not know of this entry caps it).
+    pub cap: Role,
     /// Whether the entry is the space's genesis entry.
     pub is_genesis: bool,
 }
@@ -142,7 +178,7 @@ impl OpContext<'_> {
 
     /// The acting member, requiring at least `min` role.
     pub fn require(&self, min: Role) -> Result<AuthorId, OpError> {
-        match (self.member, self.role) {
+        match (self.member, self.role.map(|r| r.min(self.cap))) {
             (Some(m), Some(r)) if r >= min => Ok(m),
             (Some(_), Some(r)) => Err(OpError::Forbidden {
                 needed: min,
@@ -200,6 +236,12 @@ pub enum OpError {
     /// A vote or comment arrived after the proposal's deadline.
     #[error("the vote is after the proposal's deadline")]
     VoteAfterDeadline,
+    /// The proposal was closed in the entry's causal past.
+    #[error("the proposal is closed")]
+    ProposalClosed,
+    /// A proposal may be closed only after its deadline.
+    #[error("the proposal's deadline has not passed")]
+    DeadlineNotPassed,
     /// The invite is unknown, revoked, expired or the proof is wrong.
     #[error("invalid invite: {0}")]
     Invite(&'static str),
@@ -267,7 +309,7 @@ pub struct SpaceState {
 }
 
 /// Encoding version of [`SpaceState`] snapshots and hashes.
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 
 impl SpaceState {
     /// Validates one operation, dispatching to its module.

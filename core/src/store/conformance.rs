@@ -100,6 +100,7 @@ pub fn fixture(tag: u8) -> (Replica, Keypair, Keypair) {
             key: invite.author(),
             role: Role::Member,
             expires_ms: NOW + 1_000_000,
+            uses: 1,
         }],
         NOW + 1,
     )

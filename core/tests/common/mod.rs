@@ -10,7 +10,7 @@
 use civicbase_core::hlc::Timestamp;
 use civicbase_core::op::encode_payload;
 use civicbase_core::replica::IngestError;
-use civicbase_core::state::members::join_statement;
+use civicbase_core::state::members::{join_statement, link_statement};
 use civicbase_core::sync::{EntryRejection, Message};
 use civicbase_core::{
     Entry, EntryId, Header, Keypair, NewSpace, Op, Replica, ReplicaConfig, Role, SyncSession,
@@ -88,6 +88,7 @@ pub fn invite_op(invite: &Keypair, role: Role) -> Op {
         key: invite.author(),
         role,
         expires_ms: T + 3_600_000,
+        uses: 1,
     }
 }
 
@@ -98,6 +99,16 @@ pub fn join_op(r: &Replica, invite: &Keypair, joiner: &Keypair, name: &str) -> O
         invite: invite.author(),
         proof: invite.sign(statement.as_bytes()),
         name: name.into(),
+    }
+}
+
+/// The operation by which `member` links `device`, with the device's
+/// consent for this space.
+pub fn link_op(r: &Replica, member: &Keypair, device: &Keypair) -> Op {
+    let statement = link_statement(&r.space(), &member.author(), &device.author());
+    Op::LinkDevice {
+        device: device.author(),
+        consent: device.sign(statement.as_bytes()),
     }
 }
 

@@ -17,15 +17,18 @@
 //!    the sender's balance). An inadmissible entry is refused with a specific
 //!    error and never stored or forwarded. Admissibility depends only on the
 //!    causal past, so every peer decides alike.
-//! 5. Effect: strong removal. An entry by a removed member that is not in the
-//!    causal past of the removal is kept in the log (other entries may depend
-//!    on it) but has no effect, and neither has anything whose authority
-//!    came only through it. Concurrent removals are decided in (timestamp,
-//!    author, seq) order: a removal made by someone already removed by an
-//!    earlier removal, without knowing of it, has no effect.
+//! 5. Effect: strong removal and demotion ([`authority`]). An entry by a
+//!    removed member that is not in the causal past of the removal is kept
+//!    in the log (other entries may depend on it) but has no effect, an
+//!    entry by a demoted member acts with at most the new role, and nothing
+//!    whose authority came only through an entry without effect has any.
+//!    Concurrent removals are decided from the causal graph alone: seniority
+//!    breaks a cycle, and what is left of one removes everyone in it.
 //!
 //! State is therefore a pure function of the set of stored entries and fork
 //! proofs; [`Replica::state_hash`] is equal on every peer that has the same set.
+
+mod authority;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -38,8 +41,11 @@ use crate::hlc::{Clock, Timestamp};
 use crate::id::{AuthorId, EntryId, Hash, SpaceId};
 use crate::identity::{self, BatchItem, Keypair, SIGNATURE_LEN};
 use crate::op::{decode_payload, encode_payload, Op};
-use crate::state::{OpContext, OpError, Past, SpaceState, Stamp};
+use crate::op::{Role, MAX_CREDIT};
+use crate::state::{CausalOrder, OpContext, OpError, Past, SpaceState, Stamp};
+
 use crate::vv::VersionVector;
+use authority::{AuthMeta, Resolution};
 
 /// Tunable limits of a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +157,10 @@ pub enum ForkProofError {
     /// A signature does not verify.
     #[error("a fork proof signature does not verify")]
     Signature,
+    /// The forking key is no device of a member of this space: a proof
+    /// about it would be stored and forwarded for nothing.
+    #[error("the forking key has no standing in this space")]
+    NoStanding,
     /// The headers are not two different entries of one author at one seq in this space.
     #[error("the two headers do not prove a fork")]
     NotAFork,
@@ -244,8 +254,38 @@ struct Meta {
     /// Dense version-vector clock of the entry's causal past including itself,
     /// indexed by local author index.
     clock: Vec<u32>,
-    /// Whether the payload contains a removal.
-    removal: bool,
+    /// Authority bookkeeping, for entries with membership operations.
+    auth: Option<Box<AuthMeta>>,
+}
+
+impl Meta {
+    fn revokes(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| !a.revokes.is_empty())
+    }
+}
+
+/// The causal order between stored entries, from their clocks.
+struct Causality<'a> {
+    index: &'a HashMap<AuthorId, u32>,
+    chains: &'a [Chain],
+    metas: &'a HashMap<EntryId, Meta>,
+}
+
+impl CausalOrder for Causality<'_> {
+    fn precedes(&self, a: &Stamp, b: &Stamp) -> bool {
+        if a.author == b.author {
+            return a.seq < b.seq;
+        }
+        let (Some(&ai), Some(&bi)) = (self.index.get(&a.author), self.index.get(&b.author)) else {
+            return false;
+        };
+        self.chains[bi as usize]
+            .entries
+            .get(b.seq as usize)
+            .and_then(|id| self.metas.get(id))
+            .and_then(|m| m.clock.get(ai as usize))
+            .is_some_and(|&c| u64::from(c) > a.seq)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -307,13 +347,6 @@ impl Pending {
     }
 }
 
-/// A removal decided to be in force.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RemovalInForce {
-    target: AuthorId,
-    entry: EntryId,
-}
-
 /// A conflict in the time-bank ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartConflicts {
@@ -334,8 +367,8 @@ pub struct Replica {
     log: Vec<EntryId>,
     pending: Pending,
     forks: BTreeMap<AuthorId, ForkProof>,
-    removal_entries: Vec<EntryId>,
-    removals_in_force: Vec<RemovalInForce>,
+    revocation_entries: Vec<EntryId>,
+    resolution: Resolution,
     ineffective: HashSet<EntryId>,
     rejections: VecDeque<(EntryId, IngestError)>,
     plain: SpaceState,
@@ -417,8 +450,8 @@ impl Replica {
             log: Vec::new(),
             pending: Pending::default(),
             forks: BTreeMap::new(),
-            removal_entries: Vec::new(),
-            removals_in_force: Vec::new(),
+            revocation_entries: Vec::new(),
+            resolution: Resolution::default(),
             ineffective: HashSet::new(),
             rejections: VecDeque::new(),
             plain: SpaceState::default(),
@@ -795,12 +828,22 @@ impl Replica {
             h.author,
             h.seq,
         );
-        self.add_fork(proof);
+        self.insert_fork(proof);
         Some(h.author)
     }
 
-    /// Records a verified fork proof. Returns whether it changed anything.
-    pub fn add_fork(&mut self, proof: ForkProof) -> bool {
+    /// Records a verified fork proof from elsewhere. Returns whether it
+    /// changed anything. A proof about a key that is no device of a member
+    /// here is refused: storing, forwarding and recomputing for it would
+    /// cost everyone for nothing, and at most one proof per device is kept.
+    pub fn add_fork(&mut self, proof: ForkProof) -> Result<bool, ForkProofError> {
+        if !self.plain.members.devices.contains_key(&proof.author) {
+            return Err(ForkProofError::NoStanding);
+        }
+        Ok(self.insert_fork(proof))
+    }
+
+    fn insert_fork(&mut self, proof: ForkProof) -> bool {
         let better = self
             .forks
             .get(&proof.author)
@@ -921,11 +964,27 @@ impl Replica {
         clock[aidx as usize] = (h.seq + 1) as u32;
         let is_genesis = entry.is_genesis();
 
-        // Admissibility against the plain (all stored facts) state.
-        {
-            let past = Past::new(&clock, &self.author_index, author, h.seq);
-            check_ops(&self.plain, &self.space, id, h, &ops, &past, is_genesis)?;
-        }
+        // Admissibility against the plain (all stored facts) state, and the
+        // authority bookkeeping of membership operations.
+        let auth = {
+            let order = Causality {
+                index: &self.author_index,
+                chains: &self.chains,
+                metas: &self.metas,
+            };
+            let past = Past::new(&clock, &self.author_index, author, h.seq, &order);
+            check_ops(
+                &self.plain,
+                &self.space,
+                id,
+                h,
+                &ops,
+                &past,
+                is_genesis,
+                Role::Admin,
+            )?;
+            self.auth_meta(id, &ops, &past).map(Box::new)
+        };
 
         // Store.
         if aidx as usize == self.chains.len() {
@@ -936,136 +995,105 @@ impl Replica {
             self.author_index.insert(author, aidx);
         }
         self.chains[aidx as usize].entries.push(id);
-        let removal = ops.iter().any(|o| matches!(o, Op::Remove { .. }));
         let meta = Meta {
             pos: self.log.len() as u32,
             aidx,
             seq: h.seq,
             ts: h.timestamp,
             clock,
-            removal,
+            auth,
         };
         self.clock.observe(h.timestamp);
+        let revokes = meta.revokes();
+        // A join with an invite that now has more joins than uses may take
+        // effect away from an earlier one: decided by a recompute too.
+        let overuses = meta.auth.as_ref().and_then(|a| a.joins).is_some_and(|k| {
+            self.plain
+                .members
+                .invites
+                .get(&k)
+                .is_some_and(|i| i.joins.len() >= i.uses() as usize)
+        });
+        let recompute = revokes || overuses;
 
-        // Effect on the strong-removal state, decided before the plain state
-        // changes so that a first exclusion can start from a copy of it.
-        let excluded = !removal && self.is_excluded(id, &author, &meta);
-        if excluded && self.effective.is_none() {
+        // Effect under the revocations in force, decided before the plain
+        // state changes so that a first exclusion can start from a copy.
+        let verdict = if recompute {
+            None
+        } else {
+            let order = Causality {
+                index: &self.author_index,
+                chains: &self.chains,
+                metas: &self.metas,
+            };
+            let past = Past::new(&meta.clock, &self.author_index, author, h.seq, &order);
+            let member = match meta.auth.as_deref() {
+                Some(a) => a.member,
+                None => self
+                    .plain
+                    .members
+                    .devices
+                    .get(&author)
+                    .and_then(|d| d.in_past(&past))
+                    .map(|(_, m)| m),
+            };
+            let joins = meta.auth.as_ref().and_then(|a| a.joins);
+            let st = self.standing(&id, &meta, member, joins);
+            let eff = self.effective.as_ref().unwrap_or(&self.plain);
+            Some(match st.excluded {
+                Some(_) => None,
+                None => check_ops(eff, &self.space, id, h, &ops, &past, is_genesis, st.cap)
+                    .ok()
+                    .map(|()| st.cap),
+            })
+        };
+        if matches!(verdict, Some(None)) && self.effective.is_none() {
             self.effective = Some(self.plain.clone());
         }
         {
-            let past = Past::new(&meta.clock, &self.author_index, author, h.seq);
-            apply_ops(&mut self.plain, &self.space, id, h, &ops, &past, is_genesis);
-        }
-        if !removal {
-            if let Some(eff) = self.effective.as_mut() {
-                let past = Past::new(&meta.clock, &self.author_index, author, h.seq);
-                if excluded || check_ops(eff, &self.space, id, h, &ops, &past, is_genesis).is_err()
-                {
-                    self.ineffective.insert(id);
-                } else {
-                    apply_ops(eff, &self.space, id, h, &ops, &past, is_genesis);
+            let order = Causality {
+                index: &self.author_index,
+                chains: &self.chains,
+                metas: &self.metas,
+            };
+            let past = Past::new(&meta.clock, &self.author_index, author, h.seq, &order);
+            apply_ops(
+                &mut self.plain,
+                &self.space,
+                id,
+                h,
+                &ops,
+                &past,
+                is_genesis,
+                Role::Admin,
+            );
+            if let (Some(verdict), Some(eff)) = (verdict, self.effective.as_mut()) {
+                match verdict {
+                    Some(cap) => apply_ops(eff, &self.space, id, h, &ops, &past, is_genesis, cap),
+                    None => {
+                        self.ineffective.insert(id);
+                    }
                 }
             }
         }
         self.metas.insert(id, meta);
         self.entries.insert(id, entry);
         self.log.push(id);
-        if removal {
-            self.removal_entries.push(id);
+        if revokes {
+            self.revocation_entries.push(id);
+        }
+        if recompute {
             self.recompute_effective();
         }
         Ok(id)
     }
 
-    /// Whether strong removal or a fork leaves this entry without effect.
-    fn is_excluded(&self, id: EntryId, author: &AuthorId, meta: &Meta) -> bool {
-        if self.forks.get(author).is_some_and(|p| meta.seq >= p.seq) {
-            return true;
+    fn causality(&self) -> Causality<'_> {
+        Causality {
+            index: &self.author_index,
+            chains: &self.chains,
+            metas: &self.metas,
         }
-        let Some(member) = self.plain.members.member_of(author) else {
-            return false;
-        };
-        self.removals_in_force.iter().any(|r| {
-            r.target == member
-                && r.entry != id
-                && self.metas.get(&r.entry).is_some_and(|rm| {
-                    rm.clock
-                        .get(meta.aidx as usize)
-                        .is_none_or(|&c| u64::from(c) <= meta.seq)
-                })
-        })
-    }
-
-    /// Decides which removals are in force and rebuilds the effective state.
-    fn recompute_effective(&mut self) {
-        // 1. Removals in (timestamp, author, seq) order.
-        let mut candidates: Vec<(Timestamp, AuthorId, u64, EntryId)> = self
-            .removal_entries
-            .iter()
-            .filter_map(|id| {
-                let m = self.metas.get(id)?;
-                let a = self.chains[m.aidx as usize].author?;
-                Some((m.ts, a, m.seq, *id))
-            })
-            .collect();
-        candidates.sort_unstable();
-        self.removals_in_force.clear();
-        for (_, author, _, id) in candidates {
-            let Some(meta) = self.metas.get(&id) else {
-                continue;
-            };
-            if self.is_excluded(id, &author, meta) {
-                continue;
-            }
-            let Some(entry) = self.entries.get(&id) else {
-                continue;
-            };
-            let Ok(ops) = decode_payload(entry.payload()) else {
-                continue;
-            };
-            for op in ops {
-                if let Op::Remove { member } = op {
-                    self.removals_in_force.push(RemovalInForce {
-                        target: member,
-                        entry: id,
-                    });
-                }
-            }
-        }
-        // 2. Fold every stored entry in log order.
-        let in_force: HashSet<EntryId> = self.removals_in_force.iter().map(|r| r.entry).collect();
-        let mut state = SpaceState::default();
-        let mut ineffective = HashSet::new();
-        for id in &self.log {
-            let (Some(entry), Some(meta)) = (self.entries.get(id), self.metas.get(id)) else {
-                continue;
-            };
-            let h = entry.header();
-            let Ok(ops) = decode_payload(entry.payload()) else {
-                continue;
-            };
-            let past = Past::new(&meta.clock, &self.author_index, h.author, h.seq);
-            let is_genesis = entry.is_genesis();
-            let ok = if in_force.contains(id) {
-                true
-            } else if meta.removal || self.is_excluded(*id, &h.author, meta) {
-                false
-            } else {
-                check_ops(&state, &self.space, *id, h, &ops, &past, is_genesis).is_ok()
-            };
-            if ok {
-                apply_ops(&mut state, &self.space, *id, h, &ops, &past, is_genesis);
-            } else {
-                ineffective.insert(*id);
-            }
-        }
-        self.ineffective = ineffective;
-        self.effective = if self.ineffective.is_empty() && self.forks.is_empty() {
-            None
-        } else {
-            Some(state)
-        };
     }
 
     // ------------------------------------------------------------------
@@ -1082,7 +1110,9 @@ impl Replica {
         let mut conflicting = Vec::new();
         for (member, &balance) in &hs.balances {
             let limit = hs.limit(member, default);
-            if balance >= -(limit as i64) {
+            // Limits are bounded at validation; the clamp keeps the sign flip
+            // exact even for a value that was not.
+            if balance >= -(limit.min(MAX_CREDIT) as i64) {
                 continue;
             }
             overdrawn.push((*member, balance, limit));
@@ -1154,8 +1184,18 @@ impl Replica {
                     sig_b: p.b.1.to_vec(),
                 })
                 .collect(),
-            removal_entries: self.removal_entries.clone(),
-            removals_in_force: self.removals_in_force.clone(),
+            revocation_entries: self.revocation_entries.clone(),
+            in_force: self
+                .resolution
+                .in_force
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            overused: {
+                let mut v: Vec<_> = self.resolution.overused.iter().copied().collect();
+                v.sort_unstable();
+                v
+            },
             ineffective: {
                 let mut v: Vec<_> = self.ineffective.iter().copied().collect();
                 v.sort_unstable();
@@ -1236,8 +1276,10 @@ impl Replica {
                 .map_err(|_| SnapshotError::Corrupt)?;
             r.forks.insert(p.author, p);
         }
-        r.removal_entries = repr.removal_entries;
-        r.removals_in_force = repr.removals_in_force;
+        r.revocation_entries = repr.revocation_entries;
+        r.resolution.in_force = repr.in_force.into_iter().collect();
+        r.resolution.overused = repr.overused.into_iter().collect();
+        r.reindex_resolution();
         r.ineffective = repr.ineffective.into_iter().collect();
         r.plain = repr.plain;
         r.effective = repr.effective;
@@ -1277,6 +1319,9 @@ fn stamp_of(h: &Header, index: usize) -> Stamp {
 
 /// Resolves the author's membership in the entry's past and validates every
 /// operation against `state` before any is applied.
+// One argument per fact of the entry being checked; bundling them would
+// only move the same list into a struct built at every call.
+#[allow(clippy::too_many_arguments)]
 fn check_ops(
     state: &SpaceState,
     space: &SpaceId,
@@ -1285,6 +1330,7 @@ fn check_ops(
     ops: &[Op],
     past: &Past<'_>,
     is_genesis: bool,
+    cap: Role,
 ) -> Result<(), IngestError> {
     let (member, role) = match state.members.resolve(&h.author, past) {
         Some((m, r)) => (Some(m), Some(r)),
@@ -1306,6 +1352,7 @@ fn check_ops(
             role,
             past,
             is_genesis,
+            cap,
         };
         state
             .validate(op, &cx)
@@ -1314,6 +1361,9 @@ fn check_ops(
     Ok(())
 }
 
+// One argument per fact of the entry being checked; bundling them would
+// only move the same list into a struct built at every call.
+#[allow(clippy::too_many_arguments)]
 fn apply_ops(
     state: &mut SpaceState,
     space: &SpaceId,
@@ -1322,6 +1372,7 @@ fn apply_ops(
     ops: &[Op],
     past: &Past<'_>,
     is_genesis: bool,
+    cap: Role,
 ) {
     let (member, role) = match state.members.resolve(&h.author, past) {
         Some((m, r)) => (Some(m), Some(r)),
@@ -1337,13 +1388,14 @@ fn apply_ops(
             role,
             past,
             is_genesis,
+            cap,
         };
         state.apply(op, &cx);
     }
 }
 
 /// Snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// A persisted snapshot of a replica (without entry bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1384,8 +1436,9 @@ struct SnapshotRepr {
     log: Vec<EntryId>,
     metas: Vec<Meta>,
     forks: Vec<SnapshotFork>,
-    removal_entries: Vec<EntryId>,
-    removals_in_force: Vec<RemovalInForce>,
+    revocation_entries: Vec<EntryId>,
+    in_force: Vec<(EntryId, u32)>,
+    overused: Vec<EntryId>,
     ineffective: Vec<EntryId>,
     plain: SpaceState,
     effective: Option<SpaceState>,
