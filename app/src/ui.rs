@@ -629,6 +629,7 @@ fn Members(space: SpaceId) -> impl IntoView {
                 space,
                 role: r,
                 valid_hours: 24 * 7,
+                uses: 1,
             })
             .await
             {

@@ -731,6 +731,7 @@ where
                 space,
                 role,
                 valid_hours,
+                uses,
             } => {
                 let role = role_from(role)?;
                 let secret = env.random_seed();
@@ -743,6 +744,7 @@ where
                         key: invite.author(),
                         role,
                         expires_ms,
+                        uses,
                     }],
                     env,
                 )

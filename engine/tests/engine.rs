@@ -206,6 +206,7 @@ fn a_second_device_joins_by_invite_link_and_syncs_over_a_pipe() {
             space,
             role: 1,
             valid_hours: 24,
+            uses: 1,
         },
     ) {
         ResponseBody::Invite { fragment } => fragment,

@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version byte leading every message.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest message accepted (a bundle import can be large).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
@@ -71,6 +71,9 @@ pub enum RequestBody {
         role: u8,
         /// Validity from now, in hours.
         valid_hours: u32,
+        /// How many people it admits: 1 for one person; more only for a
+        /// group link whose role is at most member.
+        uses: u32,
     },
     /// Joins a space from an invite link's fragment. If the space's data is
     /// not on this device yet, the join waits until it arrives (by sync or a
@@ -859,10 +862,12 @@ mod tests {
             id: 1,
             body: RequestBody::Init,
         });
-        bytes[0] = 2;
+        bytes[0] = PROTOCOL_VERSION - 1;
         assert_eq!(
             decode_request(&bytes),
-            Err(ProtoError::Version { found: 2 })
+            Err(ProtoError::Version {
+                found: PROTOCOL_VERSION - 1
+            })
         );
         assert_eq!(decode_request(&[]), Err(ProtoError::Empty));
         assert_eq!(

@@ -296,6 +296,7 @@ pub async fn invite(h: &NodeHandle, space: SpaceId, role: u8) -> String {
         space: space.0,
         role,
         valid_hours: 24,
+        uses: 1,
     };
     match ok(h.request(body).await) {
         ResponseBody::Invite { fragment } => fragment,
