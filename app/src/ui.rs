@@ -935,7 +935,7 @@ fn Decisions(space: SpaceId) -> impl IntoView {
             </Show>
             <ul class="proposals">
                 <For each=move || items().0
-                    key=|p| (p.id, p.yes, p.no, p.abstain, p.my_vote, p.status, p.comments.len())
+                    key=|p| (p.id, p.yes, p.no, p.abstain, p.my_vote, p.status, p.is_final, p.comments.len())
                     let:p>
                     <ProposalItem space=space p=p/>
                 </For>
@@ -1031,6 +1031,9 @@ fn ProposalItem(space: SpaceId, p: ProposalView) -> impl IntoView {
                     </div>
                 }).collect_view()}
             </div>
+            <p class="muted tally-kind" data-final=p.is_final.to_string()>
+                {tr(if p.is_final { "decisions.final" } else { "decisions.provisional" })}
+            </p>
             <p class="muted my-vote">{match mine {
                 Some(c) => format!("{}: {}", t(lang(), "decisions.my_vote"), t(lang(), match c {
                     0 => "decisions.yes",

@@ -203,6 +203,9 @@ const STREAMING_SNAPSHOT_EVERY: u64 = 20_000;
 /// A space that received nothing for this long is not streaming.
 const QUIET_MS: u64 = 1_000;
 const INVITE_PREFIX: &str = "join1";
+/// How long after a proposal's deadline a coordinator's or admin's device
+/// closes it when its proposer has not.
+pub const CLOSE_GRACE_MS: u64 = 15 * 60 * 1000;
 
 /// This device's identity.
 pub struct Identity {
@@ -543,6 +546,51 @@ where
                 .map_err(|e| storage_err(&e))?;
         }
         Ok(())
+    }
+
+    /// Closes the proposals whose deadline has passed and that this device
+    /// may close, so that their tally becomes final: the proposer's device
+    /// as soon as the deadline is past, a coordinator's or an admin's once
+    /// [`CLOSE_GRACE_MS`] more have passed without a close (the proposer may
+    /// be offline). Spaces not in memory are left until they are loaded.
+    /// Call it where writes are serialised (the worker holds its write lock).
+    /// Returns the errors of closes that were refused.
+    pub async fn close_due(&mut self, env: &dyn Env) -> Vec<ErrorInfo> {
+        let Some(device) = self.device() else {
+            return Vec::new();
+        };
+        let now = env.now_ms();
+        let mut due: Vec<(SpaceId, civicbase_core::RecordId)> = Vec::new();
+        for (space, slot) in &self.spaces {
+            let state = slot.replica.state();
+            let Some(me) = state.members.member_of(&device) else {
+                continue;
+            };
+            let Some(role) = state.members.current_role(&me) else {
+                continue;
+            };
+            for (id, p) in &state.decisions.proposals {
+                if p.is_final() || now <= p.deadline_ms {
+                    continue;
+                }
+                let mine = p.author == me && role >= Role::Member;
+                let late =
+                    role >= Role::Coordinator && now > p.deadline_ms.saturating_add(CLOSE_GRACE_MS);
+                if mine || late {
+                    due.push((*space, *id));
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        for (space, proposal) in due {
+            if let Err(e) = self
+                .act(space, vec![Op::CloseProposal { proposal }], env)
+                .await
+            {
+                errors.push(e);
+            }
+        }
+        errors
     }
 
     /// Loads the spaces another engine on the same store (another tab of

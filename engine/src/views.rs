@@ -143,6 +143,7 @@ pub fn view(r: &Replica, device: Option<AuthorId>, q: &ViewQuery, now_ms: u64) -
                             ProposalStatus::Rejected => 2,
                             ProposalStatus::NoQuorum => 3,
                         },
+                        is_final: p.is_final(),
                         comments: p
                             .comments
                             .values()

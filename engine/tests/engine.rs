@@ -777,3 +777,76 @@ fn a_waiting_pipe_is_greeted_when_the_first_peer_leaves_or_stalls() {
         );
     }
 }
+
+/// The decisions view of a space.
+fn proposals<S: Store>(
+    e: &mut Engine<S>,
+    env: &FixedEnv,
+    space: [u8; 32],
+) -> Vec<civicbase_proto::ProposalView>
+where
+    S::Error: StorageError,
+{
+    match ok(
+        e,
+        env,
+        RequestBody::View {
+            space,
+            query: ViewQuery::Decisions {
+                offset: 0,
+                limit: 100,
+            },
+        },
+    ) {
+        ResponseBody::View(ViewData::Decisions(p)) => p.items,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_proposers_device_closes_a_proposal_after_its_deadline_and_the_tally_becomes_final() {
+    let env = FixedEnv::new(T, 7);
+    let mut a = device(MemoryStore::new(), &env, "Alice");
+    let space = new_space(&mut a, &env);
+    let deadline = T + 60_000;
+    ok(
+        &mut a,
+        &env,
+        RequestBody::Act {
+            space,
+            payload: encode_payload(&[Op::Propose {
+                title: "Open the school as a shelter".into(),
+                body: String::new(),
+                deadline_ms: deadline,
+                quorum: 1,
+            }]),
+        },
+    );
+    let id = proposals(&mut a, &env, space)[0].id;
+    env.advance(10);
+    ok(
+        &mut a,
+        &env,
+        RequestBody::Act {
+            space,
+            payload: encode_payload(&[Op::Vote {
+                proposal: civicbase_core::Hash(id),
+                choice: civicbase_core::Choice::Yes,
+            }]),
+        },
+    );
+    // Before the deadline nothing is closed.
+    assert!(block_on(a.close_due(&env)).is_empty());
+    let p = &proposals(&mut a, &env, space)[0];
+    assert!(!p.is_final, "provisional while open");
+    env.advance(60_000);
+    assert!(
+        block_on(a.close_due(&env)).is_empty(),
+        "the close is accepted"
+    );
+    let p = &proposals(&mut a, &env, space)[0];
+    assert!(p.is_final, "final once closed");
+    assert_eq!((p.yes, p.status), (1, 1));
+    // Closing twice is not attempted.
+    assert!(block_on(a.close_due(&env)).is_empty());
+}

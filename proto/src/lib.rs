@@ -503,6 +503,9 @@ pub struct ProposalView {
     pub my_vote: Option<u8>,
     /// 0 open, 1 passed, 2 rejected, 3 no quorum.
     pub status: u8,
+    /// Whether the proposal was closed: the tally is final. Before, it is
+    /// provisional (a vote cast in time may still arrive).
+    pub is_final: bool,
     /// Comments: (author name, text).
     pub comments: Vec<(String, String)>,
 }

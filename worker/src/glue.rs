@@ -409,6 +409,7 @@ impl Worker {
             Input::Tick => {
                 self.expire_tabs();
                 self.announce();
+                self.close_due().await;
                 if let Err(e) = self.engine.maintain(&self.env).await {
                     self.post(&Event::Alert(e));
                 }
@@ -416,6 +417,26 @@ impl Worker {
             Input::Leader => self.engine.set_platform_status(|s| s.leader = true),
             Input::WarmUp => self.warm_up(),
         }
+    }
+
+    /// Closes proposals past their deadline that this device may close
+    /// (`Engine::close_due`), under the write lock like every other write.
+    async fn close_due(&mut self) {
+        let engine = &mut self.engine;
+        let env = &self.env;
+        let errors = with_write_lock(async {
+            for space in engine.space_ids() {
+                let _ = engine.catch_up(&space, env).await;
+            }
+            engine.close_due(env).await
+        })
+        .await;
+        for e in errors {
+            self.post(&Event::Alert(e));
+        }
+        self.flush_pipes();
+        self.flush_links();
+        self.flush_events();
     }
 
     /// Runs the receiving code once on made-up entries (see
