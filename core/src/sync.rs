@@ -657,7 +657,10 @@ impl SyncSession {
         match msg {
             Message::Hello(h) => {
                 if h.protocol != PROTOCOL_VERSION {
-                    self.close("unsupported protocol version");
+                    self.close(&format!(
+                        "sync protocol {} here, {} there: update CivicBase on both devices",
+                        PROTOCOL_VERSION, h.protocol
+                    ));
                     return Err(SyncError::Protocol { found: h.protocol });
                 }
                 if h.space != self.space {
