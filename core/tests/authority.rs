@@ -14,7 +14,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod common;
 
-use civicbase_core::replica::{ForkProof, ForkProofError, IngestError};
+use civicbase_core::replica::{ForkProof, ForkProofError, IngestError, SignedHeader};
 use civicbase_core::state::members::link_statement;
 use civicbase_core::state::{OpError, ProposalStatus};
 use civicbase_core::sync::{EntryRejection, Message};
@@ -611,7 +611,7 @@ fn concurrent_admins_of_equal_standing_removing_each_other_are_both_removed() {
 // ----------------------------------------------------------------------
 
 /// A fork by `kp` in `r`'s space: two different signed headers at seq 0.
-fn fork_of(r: &Replica, kp: &Keypair) -> ((Vec<u8>, [u8; 64]), (Vec<u8>, [u8; 64])) {
+fn fork_of(r: &Replica, kp: &Keypair) -> (SignedHeader, SignedHeader) {
     let a = sign_next(r, kp, &[post("one")], T);
     let b = sign_next(r, kp, &[post("two")], T);
     (
