@@ -535,7 +535,7 @@ fn a_demoted_coordinators_concurrent_invite_admits_nobody() {
 }
 
 #[test]
-fn a_demoted_admin_cannot_promote_itself_back_with_a_later_timestamp() {
+fn a_demoted_admin_cannot_get_its_rights_back_through_a_friend_with_a_later_timestamp() {
     let demote_ms = T + 10_000;
     for attack_ms in around(demote_ms) {
         let mut t = town_with_two_admins();
@@ -544,9 +544,33 @@ fn a_demoted_admin_cannot_promote_itself_back_with_a_later_timestamp() {
         founder
             .author(&t.admin, vec![set_role(&t.coord, Role::Member)], demote_ms)
             .expect("demote");
+        // It cannot name itself admin again (it is one in its own past, so
+        // that is refused as a change to nothing); it promotes Alice, who
+        // promotes it back after the demotion's date.
+        let own = sign_next(
+            &rogue,
+            &t.coord,
+            &[set_role(&t.coord, Role::Admin)],
+            attack_ms,
+        );
+        assert!(rogue.ingest(own, attack_ms).is_err());
+        let friend = rogue
+            .author(&t.coord, vec![set_role(&t.alice, Role::Admin)], attack_ms)
+            .expect("promote a friend");
         let back = rogue
-            .author(&t.coord, vec![set_role(&t.coord, Role::Admin)], attack_ms)
-            .expect("self-promotion");
+            .author(
+                &t.alice,
+                vec![set_role(&t.coord, Role::Member)],
+                attack_ms + 1,
+            )
+            .and_then(|_| {
+                rogue.author(
+                    &t.alice,
+                    vec![set_role(&t.coord, Role::Admin)],
+                    demote_ms + 5,
+                )
+            })
+            .expect("the friend promotes it back");
         let rename = rogue
             .author(
                 &t.coord,
@@ -561,7 +585,12 @@ fn a_demoted_admin_cannot_promote_itself_back_with_a_later_timestamp() {
                 r.state().members.current_role(&t.coord.author()),
                 Some(Role::Member)
             );
-            assert!(is_ineffective(&r, &back) && is_ineffective(&r, &rename));
+            assert!(is_ineffective(&r, &friend) && is_ineffective(&r, &back));
+            assert!(is_ineffective(&r, &rename));
+            assert_eq!(
+                r.state().members.current_role(&t.alice.author()),
+                Some(Role::Member)
+            );
             assert_eq!(
                 r.state()
                     .members
@@ -836,4 +865,91 @@ fn a_credit_limit_near_u64_max_is_refused_at_validation() {
             ..
         }
     ));
+}
+
+// ----------------------------------------------------------------------
+// Found in review
+// ----------------------------------------------------------------------
+
+#[test]
+fn a_promotion_after_a_demotion_takes_effect() {
+    // A role change caps only the entries that do not know of it: once
+    // promoted again, the member acts with the new role.
+    let mut t = town();
+    t.r.author(&t.admin, vec![set_role(&t.alice, Role::Coordinator)], T)
+        .expect("coordinator");
+    t.r.author(&t.admin, vec![set_role(&t.alice, Role::Admin)], T)
+        .expect("admin");
+    let rename =
+        t.r.author(
+            &t.alice,
+            vec![Op::RenameSpace {
+                name: "Renamed".into(),
+            }],
+            T,
+        )
+        .expect("rename");
+    let mut other = fresh(&t.r);
+    pump(&mut other, &mut t.r, NOW);
+    for r in [&t.r, &other] {
+        assert!(!is_ineffective(r, &rename));
+        assert_eq!(
+            r.state()
+                .members
+                .space_name
+                .as_ref()
+                .map(|n| n.value.as_str()),
+            Some("Renamed")
+        );
+    }
+}
+
+#[test]
+fn an_entry_with_several_joins_and_repeated_revocations_are_refused() {
+    let mut t = town();
+    let (eve, mallory) = (key(41), key(42));
+    let invite = invite_key_for(&eve);
+    t.r.author(&t.admin, vec![invite_op(&invite, Role::Member)], T)
+        .expect("invite");
+    // Several joins in one entry would each pass the use count.
+    let twice = sign_next(
+        &t.r,
+        &mallory,
+        &[
+            join_op(&t.r, &invite, &mallory, "Mallory"),
+            join_op(&t.r, &invite, &mallory, "Mallory again"),
+        ],
+        T,
+    );
+    assert!(matches!(
+        refuse(&mut t.r, &twice, NOW),
+        IngestError::Op {
+            source: OpError::Invite(_),
+            ..
+        }
+    ));
+    t.r.author(
+        &t.admin,
+        vec![Op::RevokeInvite {
+            key: invite.author(),
+        }],
+        T,
+    )
+    .expect("revoke");
+    let again = sign_next(
+        &t.r,
+        &t.admin,
+        &[Op::RevokeInvite {
+            key: invite.author(),
+        }],
+        T,
+    );
+    assert_eq!(
+        refuse(&mut t.r, &again, NOW),
+        IngestError::Op {
+            index: 0,
+            source: OpError::Invite("the invite is already revoked")
+        }
+    );
+    let _ = eve;
 }

@@ -355,9 +355,18 @@ impl Replica {
                 }
             }
         }
+        // Whether this entry knows of the revocation `r` (then its own past
+        // decides the role it acts with, not a cap).
+        let known = |r: &EntryId| {
+            self.metas.get(r).is_some_and(|rm| {
+                meta.clock
+                    .get(rm.aidx as usize)
+                    .is_some_and(|&c| u64::from(c) > rm.seq)
+            })
+        };
         if let Some(m) = member {
             for (r, cap) in self.resolution.by_member.get(&m).into_iter().flatten() {
-                if r == id || knows(r) {
+                if r == id || knows(r) || known(r) {
                     continue;
                 }
                 match cap {

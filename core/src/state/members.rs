@@ -401,6 +401,11 @@ impl Module for Members {
             Op::RevokeInvite { key } => {
                 let me = cx.require(Role::Coordinator)?;
                 match ms.invites.get(key) {
+                    Some(i) if i.revoked.iter().any(|r| cx.past.contains(r)) => {
+                        // A second revocation would change nothing and only
+                        // add to what every peer must resolve.
+                        Err(OpError::Invite("the invite is already revoked"))
+                    }
                     Some(i) if i.in_past(cx.past).is_some() => {
                         if !i.issued_by_in(&me, cx.past) {
                             cx.require(Role::Admin)?;
@@ -415,6 +420,14 @@ impl Module for Members {
                 proof,
                 name,
             } => {
+                // One join per entry, alone: each op of an entry is checked
+                // against the same past, so several joins in one entry
+                // would each pass the use count.
+                if cx.ops.len() != 1 {
+                    return Err(OpError::Invite(
+                        "a join must be the only operation of its entry",
+                    ));
+                }
                 check_text("name", name, MAX_NAME, true)?;
                 if ms
                     .devices
@@ -457,12 +470,17 @@ impl Module for Members {
                 identity::verify(device, statement.as_bytes(), consent)
                     .map_err(|_| OpError::Invalid("the device did not consent to this link"))
             }
-            Op::SetRole { member, .. } => {
+            Op::SetRole { member, role } => {
                 cx.require(Role::Admin)?;
-                if !ms.is_member_in(member, cx.past) {
-                    return Err(OpError::Invalid("no such member"));
+                match ms.role_in(member, cx.past) {
+                    None => Err(OpError::Invalid("no such member")),
+                    // A change to the role already held would change nothing
+                    // but could stand as a newer grant (seniority).
+                    Some(r) if r == *role => {
+                        Err(OpError::Invalid("the member already has this role"))
+                    }
+                    Some(_) => Ok(()),
                 }
-                Ok(())
             }
             Op::Remove { member } => {
                 let target = ms
