@@ -85,7 +85,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = post(&mut r, t + 1)?;
     // The second admin, about to be removed, removes a member on a replica
     // that has not seen its removal.
-    let mut stale = Replica::rebuild(r.space(), r.log().cloned(), t + 2, ReplicaConfig::default()).0;
+    let mut stale =
+        Replica::rebuild(r.space(), r.log().cloned(), t + 2, ReplicaConfig::default()).0;
     let rogue = stale.author(
         &members[0],
         vec![Op::Remove {

@@ -953,3 +953,41 @@ fn an_entry_with_several_joins_and_repeated_revocations_are_refused() {
     );
     let _ = eve;
 }
+
+#[test]
+fn concurrent_issuings_of_one_key_with_other_uses_converge_in_every_order() {
+    let mut t = town();
+    let link = key(55);
+    let mut group = peer_of(&mut t.r, NOW);
+    let mut single = peer_of(&mut t.r, NOW);
+    group
+        .author(
+            &t.coord,
+            vec![Op::Invite {
+                key: link.author(),
+                role: Role::Member,
+                expires_ms: T + 3_600_000,
+                uses: 2,
+            }],
+            T,
+        )
+        .expect("a link for two");
+    single
+        .author(
+            &t.admin,
+            vec![Op::Invite {
+                key: link.author(),
+                role: Role::Member,
+                expires_ms: T + 3_600_000,
+                uses: 1,
+            }],
+            T,
+        )
+        .expect("the same key for one");
+    for (i, n) in [56u8, 57].into_iter().enumerate() {
+        let j = join_op(&group, &link, &key(n), "P");
+        group.author(&key(n), vec![j], T + i as u64).expect("join");
+    }
+    // merged_every_way asserts that every order gives the same state.
+    merged_every_way(&mut t.r, &mut [group, single]);
+}

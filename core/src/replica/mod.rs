@@ -1014,7 +1014,14 @@ impl Replica {
                 .get(&k)
                 .is_some_and(|i| i.joins.len() >= i.uses() as usize)
         });
-        let recompute = revokes || overuses;
+        // A second issuing of an invite key can lower its uses, and with
+        // them which joins count: decided by a recompute too, so that the
+        // outcome does not depend on the order the issuings arrived in.
+        let reissues = ops.iter().any(|op| match op {
+            Op::Invite { key, .. } => self.plain.members.invites.contains_key(key),
+            _ => false,
+        });
+        let recompute = revokes || overuses || reissues;
 
         // Effect under the revocations in force, decided before the plain
         // state changes so that a first exclusion can start from a copy.
