@@ -372,6 +372,13 @@ impl Op {
         )
     }
 
+    /// Whether authority flows through this operation: it grants, links,
+    /// changes or takes away who may act (every membership operation but
+    /// renaming the space and setting one's own name).
+    pub fn moves_authority(&self) -> bool {
+        self.is_membership() && !matches!(self, Op::RenameSpace { .. } | Op::SetProfile { .. })
+    }
+
     /// Appends the canonical encoding.
     pub fn encode(&self, w: &mut Writer) {
         match self {

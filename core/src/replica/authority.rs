@@ -493,19 +493,7 @@ impl Replica {
     /// from the stored facts in its past; `None` when no operation of it is
     /// one authority flows through.
     pub(super) fn auth_meta(&self, id: EntryId, ops: &[Op], past: &Past<'_>) -> Option<AuthMeta> {
-        let authority = ops.iter().any(|op| {
-            matches!(
-                op,
-                Op::Genesis { .. }
-                    | Op::Invite { .. }
-                    | Op::RevokeInvite { .. }
-                    | Op::Join { .. }
-                    | Op::LinkDevice { .. }
-                    | Op::SetRole { .. }
-                    | Op::Remove { .. }
-            )
-        });
-        if !authority {
+        if !ops.iter().any(Op::moves_authority) {
             return None;
         }
         let ms = &self.plain.members;
