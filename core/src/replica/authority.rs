@@ -143,11 +143,7 @@ impl Replica {
         let (Some(ma), Some(mb)) = (self.metas.get(a), self.metas.get(b)) else {
             return false;
         };
-        a != b
-            && mb
-                .clock
-                .get(ma.aidx as usize)
-                .is_some_and(|&c| u64::from(c) > ma.seq)
+        a != b && mb.covers(ma.aidx, ma.seq)
     }
 
     fn concurrent(&self, a: &EntryId, b: &EntryId) -> bool {
@@ -341,11 +337,9 @@ impl Replica {
         }
         // Whether the revocation `r` knows of this entry.
         let knows = |r: &EntryId| {
-            self.metas.get(r).is_some_and(|rm| {
-                rm.clock
-                    .get(meta.aidx as usize)
-                    .is_some_and(|&c| u64::from(c) > meta.seq)
-            })
+            self.metas
+                .get(r)
+                .is_some_and(|rm| rm.covers(meta.aidx, meta.seq))
         };
         if let Some(k) = joins {
             for r in self.resolution.by_invite.get(&k).into_iter().flatten() {
@@ -358,11 +352,9 @@ impl Replica {
         // Whether this entry knows of the revocation `r` (then its own past
         // decides the role it acts with, not a cap).
         let known = |r: &EntryId| {
-            self.metas.get(r).is_some_and(|rm| {
-                meta.clock
-                    .get(rm.aidx as usize)
-                    .is_some_and(|&c| u64::from(c) > rm.seq)
-            })
+            self.metas
+                .get(r)
+                .is_some_and(|rm| meta.covers(rm.aidx, rm.seq))
         };
         if let Some(m) = member {
             for (r, cap) in self.resolution.by_member.get(&m).into_iter().flatten() {

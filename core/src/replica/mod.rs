@@ -259,6 +259,14 @@ struct Meta {
 }
 
 impl Meta {
+    /// Whether the entry at (`aidx`, `seq`) is in this entry's causal past
+    /// or is this entry.
+    fn covers(&self, aidx: u32, seq: u64) -> bool {
+        self.clock
+            .get(aidx as usize)
+            .is_some_and(|&c| u64::from(c) > seq)
+    }
+
     fn revokes(&self) -> bool {
         self.auth.as_ref().is_some_and(|a| !a.revokes.is_empty())
     }
@@ -283,8 +291,7 @@ impl CausalOrder for Causality<'_> {
             .entries
             .get(b.seq as usize)
             .and_then(|id| self.metas.get(id))
-            .and_then(|m| m.clock.get(ai as usize))
-            .is_some_and(|&c| u64::from(c) > a.seq)
+            .is_some_and(|m| m.covers(ai, a.seq))
     }
 }
 
@@ -1149,19 +1156,7 @@ impl Replica {
     /// Whether the entry at `a` is in the causal past of the entry at `b`
     /// (or is the same entry).
     fn happened_before(&self, a: &Stamp, b: &Stamp) -> bool {
-        if a.author == b.author {
-            return a.seq <= b.seq;
-        }
-        let (Some(bid), Some(&ai)) = (
-            self.entry_at(&b.author, b.seq),
-            self.author_index.get(&a.author),
-        ) else {
-            return false;
-        };
-        self.metas
-            .get(&bid)
-            .and_then(|m| m.clock.get(ai as usize))
-            .is_some_and(|&c| u64::from(c) > a.seq)
+        (a.author == b.author && a.seq == b.seq) || self.causality().precedes(a, b)
     }
 
     // ------------------------------------------------------------------
